@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every huixi test on a fresh machine: starts the services the tests talk to when they are down,
+# then builds and runs the unit and integration tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+wait_for() { # NAME CHECK-COMMAND...
+  local name=$1; shift
+  for _ in $(seq 1 60); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 1
+  done
+  echo "error: $name did not come up" >&2
+  return 1
+}
+
+if ! mariadb -uroot -h127.0.0.1 -e 'SELECT 1' >/dev/null 2>&1; then
+  echo "starting MariaDB"
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+  wait_for MariaDB mariadb -uroot -h127.0.0.1 -e 'SELECT 1'
+fi
+
+cargo test --locked "$@"

@@ -1,0 +1,405 @@
+//! Agent definitions as data: `agents/NAME.toml` names the prompt template (in `prompts/`), the output
+//! schema, model, temperature, token budget and retrieval of each agent. The shipped ones are embedded;
+//! `--agents-dir`/`--prompts-dir` point at edited copies, and `<agents-dir>/tenants/<tenant>/NAME.toml`
+//! overrides any field (and merges `vars`) for one tenant, all without a rebuild.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// The agents huixi ships, in the order results are reported.
+pub const BUILTIN: &[&str] = &[
+    "emotion",
+    "staff_score",
+    "keywords",
+    "competitors",
+    "opportunity",
+    "summary",
+];
+
+const EMBEDDED: &[(&str, &str)] = &[
+    (
+        "agents/emotion.toml",
+        include_str!("../../agents/emotion.toml"),
+    ),
+    (
+        "agents/emotion.schema.json",
+        include_str!("../../agents/emotion.schema.json"),
+    ),
+    (
+        "agents/staff_score.toml",
+        include_str!("../../agents/staff_score.toml"),
+    ),
+    (
+        "agents/staff_score.schema.json",
+        include_str!("../../agents/staff_score.schema.json"),
+    ),
+    (
+        "agents/keywords.toml",
+        include_str!("../../agents/keywords.toml"),
+    ),
+    (
+        "agents/keywords.schema.json",
+        include_str!("../../agents/keywords.schema.json"),
+    ),
+    (
+        "agents/competitors.toml",
+        include_str!("../../agents/competitors.toml"),
+    ),
+    (
+        "agents/competitors.schema.json",
+        include_str!("../../agents/competitors.schema.json"),
+    ),
+    (
+        "agents/opportunity.toml",
+        include_str!("../../agents/opportunity.toml"),
+    ),
+    (
+        "agents/opportunity.schema.json",
+        include_str!("../../agents/opportunity.schema.json"),
+    ),
+    (
+        "agents/summary.toml",
+        include_str!("../../agents/summary.toml"),
+    ),
+    (
+        "agents/summary.schema.json",
+        include_str!("../../agents/summary.schema.json"),
+    ),
+    (
+        "prompts/system.hbs",
+        include_str!("../../prompts/system.hbs"),
+    ),
+    (
+        "prompts/emotion.hbs",
+        include_str!("../../prompts/emotion.hbs"),
+    ),
+    (
+        "prompts/staff_score.hbs",
+        include_str!("../../prompts/staff_score.hbs"),
+    ),
+    (
+        "prompts/keywords.hbs",
+        include_str!("../../prompts/keywords.hbs"),
+    ),
+    (
+        "prompts/competitors.hbs",
+        include_str!("../../prompts/competitors.hbs"),
+    ),
+    (
+        "prompts/opportunity.hbs",
+        include_str!("../../prompts/opportunity.hbs"),
+    ),
+    (
+        "prompts/summary.hbs",
+        include_str!("../../prompts/summary.hbs"),
+    ),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum DefinitionError {
+    #[error("{file}: {message}")]
+    Invalid { file: String, message: String },
+    #[error("cannot read {file}: {source}")]
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
+}
+
+fn invalid(file: &str, message: impl Into<String>) -> DefinitionError {
+    DefinitionError::Invalid {
+        file: file.to_string(),
+        message: message.into(),
+    }
+}
+
+/// What an agent file says; every field but `name` may be left to a default or the tenant.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AgentFile {
+    name: Option<String>,
+    version: Option<u32>,
+    description: Option<String>,
+    prompt: Option<String>,
+    schema: Option<String>,
+    model: Option<String>,
+    temperature: Option<f32>,
+    max_output_tokens: Option<u32>,
+    context_tokens: Option<usize>,
+    retrieval: Option<Retrieval>,
+    #[serde(default)]
+    vars: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Retrieval {
+    pub enabled: bool,
+    pub top_k: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentDef {
+    pub name: String,
+    pub version: u32,
+    pub description: String,
+    /// The instructions template's source (`prompts/<prompt>`).
+    pub template: String,
+    pub template_file: String,
+    /// The full JSON Schema: every answer is validated against it.
+    pub schema: serde_json::Value,
+    /// `None`: the endpoint's default model.
+    pub model: Option<String>,
+    pub temperature: f32,
+    pub max_output_tokens: u32,
+    pub context_tokens: usize,
+    pub retrieval: Retrieval,
+    /// Prompt variables (tenant rubric, industry, …), as JSON for the template.
+    pub vars: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Where definition files come from: a directory on disk, else what is embedded.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub agents_dir: Option<PathBuf>,
+    pub prompts_dir: Option<PathBuf>,
+}
+
+impl Sources {
+    /// Reads `agents/NAME` or `prompts/NAME` from the directory, falling back to the embedded copy.
+    fn read(&self, kind: &str, name: &str) -> Result<(String, String), DefinitionError> {
+        let dir = match kind {
+            "agents" => &self.agents_dir,
+            _ => &self.prompts_dir,
+        };
+        if let Some(dir) = dir {
+            let path = dir.join(name);
+            if path.exists() {
+                let label = path.display().to_string();
+                return std::fs::read_to_string(&path)
+                    .map(|text| (label.clone(), text))
+                    .map_err(|source| DefinitionError::Io {
+                        file: label,
+                        source,
+                    });
+            }
+        }
+        let key = format!("{kind}/{name}");
+        EMBEDDED
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(k, text)| (k.to_string(), text.to_string()))
+            .ok_or_else(|| invalid(&key, "no such file (not on disk, not shipped)"))
+    }
+
+    fn agent_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = BUILTIN.iter().map(|s| s.to_string()).collect();
+        if let Some(dir) = &self.agents_dir {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                let mut extra: Vec<String> = entries
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        let name = e.file_name().to_string_lossy().to_string();
+                        name.strip_suffix(".toml").map(str::to_string)
+                    })
+                    .filter(|n| !names.contains(n))
+                    .collect();
+                extra.sort();
+                names.extend(extra);
+            }
+        }
+        names
+    }
+}
+
+/// Every agent of one tenant, plus the system frame they share.
+#[derive(Debug, Clone)]
+pub struct AgentSet {
+    pub agents: Vec<AgentDef>,
+    pub frame: String,
+    fingerprint: String,
+}
+
+impl AgentSet {
+    pub fn load(sources: &Sources, tenant: &str) -> Result<AgentSet, DefinitionError> {
+        let mut hash = Sha256::new();
+        let (_, frame) = sources.read("prompts", "system.hbs")?;
+        hash.update(frame.as_bytes());
+        let mut agents = Vec::new();
+        for name in sources.agent_names() {
+            let (file, text) = sources.read("agents", &format!("{name}.toml"))?;
+            let mut def: AgentFile =
+                toml::from_str(&text).map_err(|e| invalid(&file, e.to_string()))?;
+            hash.update(text.as_bytes());
+            if let Some(dir) = &sources.agents_dir {
+                let path = dir
+                    .join("tenants")
+                    .join(tenant)
+                    .join(format!("{name}.toml"));
+                if path.exists() {
+                    let label = path.display().to_string();
+                    let text =
+                        std::fs::read_to_string(&path).map_err(|source| DefinitionError::Io {
+                            file: label.clone(),
+                            source,
+                        })?;
+                    let over: AgentFile =
+                        toml::from_str(&text).map_err(|e| invalid(&label, e.to_string()))?;
+                    hash.update(text.as_bytes());
+                    def = merge(def, over);
+                }
+            }
+            let agent = resolve(sources, &file, &name, def, &mut hash)?;
+            agents.push(agent);
+        }
+        let fingerprint = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Ok(AgentSet {
+            agents,
+            frame,
+            fingerprint,
+        })
+    }
+
+    /// Changes whenever any definition, schema or template in effect for the tenant changes.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    #[cfg(test)]
+    pub fn get(&self, name: &str) -> Option<&AgentDef> {
+        self.agents.iter().find(|a| a.name == name)
+    }
+}
+
+fn merge(base: AgentFile, over: AgentFile) -> AgentFile {
+    let mut vars = base.vars;
+    vars.extend(over.vars);
+    AgentFile {
+        name: base.name,
+        version: over.version.or(base.version),
+        description: over.description.or(base.description),
+        prompt: over.prompt.or(base.prompt),
+        schema: over.schema.or(base.schema),
+        model: over.model.or(base.model),
+        temperature: over.temperature.or(base.temperature),
+        max_output_tokens: over.max_output_tokens.or(base.max_output_tokens),
+        context_tokens: over.context_tokens.or(base.context_tokens),
+        retrieval: over.retrieval.or(base.retrieval),
+        vars,
+    }
+}
+
+fn resolve(
+    sources: &Sources,
+    file: &str,
+    name: &str,
+    def: AgentFile,
+    hash: &mut Sha256,
+) -> Result<AgentDef, DefinitionError> {
+    if def.name.as_deref() != Some(name) {
+        return Err(invalid(
+            file,
+            format!("field `name` must be {name:?}, the file's name"),
+        ));
+    }
+    let need = |field: &str, v: Option<String>| {
+        v.ok_or_else(|| invalid(file, format!("missing field `{field}`")))
+    };
+    let prompt = need("prompt", def.prompt)?;
+    let schema_name = need("schema", def.schema)?;
+    let (template_file, template) = sources.read("prompts", &prompt)?;
+    let (schema_file, schema_text) = sources.read("agents", &schema_name)?;
+    hash.update(template.as_bytes());
+    hash.update(schema_text.as_bytes());
+    let schema: serde_json::Value = serde_json::from_str(&schema_text)
+        .map_err(|e| invalid(&schema_file, format!("not JSON: {e}")))?;
+    jsonschema::validator_for(&schema)
+        .map_err(|e| invalid(&schema_file, format!("not a valid JSON Schema: {e}")))?;
+    let temperature = def.temperature.unwrap_or(0.0);
+    if !(0.0..=2.0).contains(&temperature) {
+        return Err(invalid(file, "field `temperature` must be between 0 and 2"));
+    }
+    let vars = serde_json::to_value(&def.vars)
+        .ok()
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_default();
+    Ok(AgentDef {
+        name: name.to_string(),
+        version: def.version.unwrap_or(1),
+        description: def.description.unwrap_or_default(),
+        template,
+        template_file,
+        schema,
+        model: def.model.filter(|m| !m.is_empty()),
+        temperature,
+        max_output_tokens: def.max_output_tokens.unwrap_or(800),
+        context_tokens: def.context_tokens.unwrap_or(32_000),
+        retrieval: def.retrieval.unwrap_or(Retrieval {
+            enabled: false,
+            top_k: 0,
+        }),
+        vars,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_agents_load_with_valid_schemas() {
+        let set = AgentSet::load(&Sources::default(), "t").unwrap();
+        let names: Vec<&str> = set.agents.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, BUILTIN);
+        assert!(set.get("staff_score").unwrap().vars.contains_key("rubric"));
+    }
+
+    #[test]
+    fn tenant_override_changes_fields_and_merges_vars_without_touching_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let tenant = dir.path().join("tenants/acme");
+        std::fs::create_dir_all(&tenant).unwrap();
+        std::fs::write(
+            tenant.join("staff_score.toml"),
+            "temperature = 0.3\n[vars]\nrubric = \"只看响应速度\"\nindustry = \"教育\"\n",
+        )
+        .unwrap();
+        let sources = Sources {
+            agents_dir: Some(dir.path().to_path_buf()),
+            prompts_dir: None,
+        };
+        let acme = AgentSet::load(&sources, "acme").unwrap();
+        let other = AgentSet::load(&sources, "other").unwrap();
+        let s = acme.get("staff_score").unwrap();
+        assert_eq!(s.temperature, 0.3);
+        assert_eq!(s.vars["rubric"], "只看响应速度");
+        assert_eq!(s.vars["industry"], "教育");
+        assert_eq!(other.get("staff_score").unwrap().temperature, 0.0);
+        assert_ne!(acme.fingerprint(), other.fingerprint());
+    }
+
+    #[test]
+    fn a_bad_agent_file_is_named_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("emotion.toml"),
+            "name = \"emotion\"\nprompt = \"emotion.hbs\"\nschema = \"emotion.schema.json\"\ntemprature = 0.5\n",
+        )
+        .unwrap();
+        let err = AgentSet::load(
+            &Sources {
+                agents_dir: Some(dir.path().to_path_buf()),
+                prompts_dir: None,
+            },
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("emotion.toml"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+        assert!(err.contains("temprature"), "{err}");
+    }
+}

@@ -1,0 +1,18 @@
+//! The analysis agents: emotion, staff score, keywords, competitors, opportunity and summary of a session.
+//!
+//! Results are plain data with the evidence msgids of every finding, so the store, the API and the CRM
+//! write-back never depend on which backend produced them. The offline analysers (lexicons, jieba, rules)
+//! are the default backend and need no model.
+
+mod definition;
+pub mod llm;
+mod merge;
+pub mod offline;
+mod prompt;
+mod result;
+
+pub use definition::{AgentSet, Sources};
+pub use result::{
+    AgentFailure, CompetitorMention, Emotion, EmotionLabel, EmotionPair, Keyword, Opportunity,
+    ScoreBreakdown, SessionResult, Signal, StaffScore, Stage, Summary,
+};

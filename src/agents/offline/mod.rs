@@ -1,0 +1,141 @@
+//! The offline analysers: the default backend, needing no model. Each is an honest, explainable method
+//! (a sentiment lexicon with negation, jieba TF-IDF, the tenant's competitor list, buying cues, a scoring
+//! rubric), so results are reproducible and a prompt engineer has a baseline to beat.
+//!
+//! Shipped lexicons are embedded in the binary; a tenant's own competitor list replaces the example.
+
+mod competitors;
+mod datafile;
+mod emotion;
+mod keywords;
+mod opportunity;
+mod staff_score;
+mod summary;
+mod text;
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+pub use competitors::CompetitorList;
+pub use emotion::SentimentLexicon;
+pub use keywords::KeywordExtractor;
+pub use opportunity::OpportunityCues;
+
+use crate::agents::{EmotionPair, SessionResult};
+use crate::archive::{Role, Session};
+use crate::sensitive::{Alert, LineError};
+
+/// Bumped whenever an analyser changes what it outputs for the same input, so stored results are redone.
+pub const VERSION: &str = "offline@1";
+
+const SENTIMENT: &str = include_str!("../../../lexicons/sentiment.txt");
+const STOPWORDS: &str = include_str!("../../../lexicons/stopwords.txt");
+const OPPORTUNITY: &str = include_str!("../../../lexicons/opportunity.txt");
+const COMPETITORS_EXAMPLE: &str = include_str!("../../../lexicons/competitors.example.txt");
+
+pub struct OfflineAnalysers {
+    sentiment: SentimentLexicon,
+    keywords: KeywordExtractor,
+    competitors: CompetitorList,
+    opportunity: OpportunityCues,
+    fingerprint: String,
+}
+
+impl OfflineAnalysers {
+    /// Loads the shipped lexicons and the tenant's competitor list (the shipped example when `None`).
+    /// Bad lines are returned, not fatal.
+    pub fn load(competitors: Option<&Path>) -> std::io::Result<(OfflineAnalysers, Vec<LineError>)> {
+        let (competitor_source, competitor_text) = match competitors {
+            Some(path) => (
+                path.display().to_string(),
+                std::fs::read_to_string(path).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("cannot read {}: {e}", path.display()))
+                })?,
+            ),
+            None => (
+                "lexicons/competitors.example.txt".to_string(),
+                COMPETITORS_EXAMPLE.to_string(),
+            ),
+        };
+        let mut errors = Vec::new();
+        let (sentiment, e) = SentimentLexicon::parse("lexicons/sentiment.txt", SENTIMENT);
+        errors.extend(e);
+        let (opportunity, e) = OpportunityCues::parse("lexicons/opportunity.txt", OPPORTUNITY);
+        errors.extend(e);
+        let (competitors, e) = CompetitorList::parse(&competitor_source, &competitor_text);
+        errors.extend(e);
+        let mut hash = Sha256::new();
+        for part in [VERSION, SENTIMENT, STOPWORDS, OPPORTUNITY, &competitor_text] {
+            hash.update(part.as_bytes());
+            hash.update([0]);
+        }
+        Ok((
+            OfflineAnalysers {
+                sentiment,
+                keywords: KeywordExtractor::new(STOPWORDS),
+                competitors,
+                opportunity,
+                fingerprint: hex(&hash.finalize()),
+            },
+            errors,
+        ))
+    }
+
+    /// Changes whenever the analysers or their data change: part of every session's input hash.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    pub fn analyse(&self, session: &Session, alerts: &[Alert]) -> SessionResult {
+        let msgs = &session.messages;
+        let emotion = EmotionPair {
+            customer: self
+                .sentiment
+                .side(msgs.iter().filter(|m| m.role() == Role::Customer)),
+            staff: self
+                .sentiment
+                .side(msgs.iter().filter(|m| m.role() == Role::Staff)),
+        };
+        let staff_score = staff_score::score(msgs, alerts, emotion.customer.as_ref());
+        let keywords = self.keywords.extract(msgs);
+        let competitors = self.competitors.mentions(msgs);
+        let opportunity = self.opportunity.assess(msgs);
+        let summary = summary::summarize(summary::Inputs {
+            kind: session.kind,
+            messages: msgs,
+            emotion: &emotion,
+            staff_score: staff_score.as_ref(),
+            competitors: &competitors,
+            opportunity: &opportunity,
+            alerts,
+        });
+        SessionResult {
+            session: session.id.clone(),
+            kind: session.kind,
+            participants: session.participants.clone(),
+            start: china_time(session.start),
+            end: china_time(session.end),
+            emotion,
+            staff_score,
+            keywords,
+            competitors,
+            opportunity: Some(opportunity),
+            summary: Some(summary),
+            analyser: VERSION.to_string(),
+            failures: Vec::new(),
+            extra: Default::default(),
+        }
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn china_time(ms: i64) -> String {
+    let offset = chrono::FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset");
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.with_timezone(&offset).to_rfc3339())
+        .unwrap_or_default()
+}

@@ -1,0 +1,235 @@
+//! What an analysis of one session says. Every finding carries `evidence`: the msgids that support it,
+//! which is what lets a manager click from a score or an alert to the messages behind it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::archive::SessionKind;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmotionLabel {
+    Positive,
+    Neutral,
+    Negative,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Emotion {
+    pub label: EmotionLabel,
+    /// −1 (very negative) … 1 (very positive).
+    pub score: f64,
+    /// Messages of this side that were read.
+    pub messages: usize,
+    pub evidence: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct EmotionPair {
+    pub customer: Option<Emotion>,
+    pub staff: Option<Emotion>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreBreakdown {
+    /// 0–30: how fast staff answered the customer.
+    pub responsiveness: f64,
+    /// 0–20: courtesy of staff messages.
+    pub politeness: f64,
+    /// 0–30: minus what the sensitive engine caught staff saying.
+    pub compliance: f64,
+    /// 0–20: how the customer felt.
+    pub outcome: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StaffScore {
+    /// 0–100, the sum of the breakdown.
+    pub score: f64,
+    pub staff: Vec<String>,
+    pub breakdown: ScoreBreakdown,
+    /// Seconds from the customer's first message to the first staff reply.
+    pub first_response_secs: Option<i64>,
+    pub median_response_secs: Option<i64>,
+    /// Customer messages with no staff reply after them in the session.
+    pub unanswered: usize,
+    /// Why points were lost, in words a manager reads.
+    pub notes: Vec<String>,
+    pub evidence: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Keyword {
+    pub word: String,
+    pub weight: f64,
+    pub evidence: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompetitorMention {
+    pub name: String,
+    pub mentions: usize,
+    pub by_customer: usize,
+    pub by_staff: usize,
+    pub evidence: Vec<String>,
+}
+
+/// Sales stages in order; a session's stage is the furthest it reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    None,
+    /// 初步接触
+    InitialContact,
+    /// 需求确认
+    NeedsConfirmed,
+    /// 报价
+    Quoted,
+    /// 谈判
+    Negotiating,
+    /// 成交
+    Won,
+    /// 战败
+    Lost,
+}
+
+impl Stage {
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::None => "无",
+            Stage::InitialContact => "初步接触",
+            Stage::NeedsConfirmed => "需求确认",
+            Stage::Quoted => "报价",
+            Stage::Negotiating => "谈判",
+            Stage::Won => "成交",
+            Stage::Lost => "战败",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Signal {
+    /// need, price_ask, quote, bargain, quantity, purchase, objection, closing, price.
+    pub kind: String,
+    pub text: String,
+    pub msgid: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Opportunity {
+    pub detected: bool,
+    pub stage: Stage,
+    pub stage_label: String,
+    /// 0–1: strength of the buying signals.
+    pub score: f64,
+    pub signals: Vec<Signal>,
+    pub evidence: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub text: String,
+    pub evidence: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionResult {
+    pub session: String,
+    pub kind: SessionKind,
+    pub participants: Vec<String>,
+    /// RFC 3339 in China time (+08:00), where WeCom tenants live.
+    pub start: String,
+    pub end: String,
+    pub emotion: EmotionPair,
+    pub staff_score: Option<StaffScore>,
+    pub keywords: Vec<Keyword>,
+    pub competitors: Vec<CompetitorMention>,
+    /// `None` only when the agent failed (see `failures`).
+    pub opportunity: Option<Opportunity>,
+    pub summary: Option<Summary>,
+    /// Which analyser produced the result, with its version (e.g. `offline@1`).
+    pub analyser: String,
+    /// Agents that gave no valid answer; their fields are empty rather than guessed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<AgentFailure>,
+    /// Answers of agents huixi has no typed field for (added by a prompt engineer), by agent name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentFailure {
+    pub agent: String,
+    pub error: String,
+}
+
+/// One row of `huixi_findings`: a result field with its evidence, as the CRM reads it.
+pub struct Finding {
+    pub kind: &'static str,
+    pub payload: serde_json::Value,
+    pub evidence: Vec<String>,
+    pub analyser: String,
+}
+
+impl SessionResult {
+    pub fn findings(&self) -> Vec<Finding> {
+        let flat = |lists: &[&Vec<String>]| -> Vec<String> {
+            let mut all: Vec<String> = Vec::new();
+            for l in lists {
+                for id in l.iter() {
+                    if !all.contains(id) {
+                        all.push(id.clone());
+                    }
+                }
+            }
+            all
+        };
+        let emotion_evidence: Vec<&Vec<String>> = [&self.emotion.customer, &self.emotion.staff]
+            .into_iter()
+            .flatten()
+            .map(|e| &e.evidence)
+            .collect();
+        let kw: Vec<&Vec<String>> = self.keywords.iter().map(|k| &k.evidence).collect();
+        let comp: Vec<&Vec<String>> = self.competitors.iter().map(|c| &c.evidence).collect();
+        let finding = |kind, payload, evidence| Finding {
+            kind,
+            payload,
+            evidence,
+            analyser: self.analyser.clone(),
+        };
+        vec![
+            finding("emotion", to_json(&self.emotion), flat(&emotion_evidence)),
+            finding(
+                "staff_score",
+                to_json(&self.staff_score),
+                self.staff_score
+                    .as_ref()
+                    .map(|s| s.evidence.clone())
+                    .unwrap_or_default(),
+            ),
+            finding("keywords", to_json(&self.keywords), flat(&kw)),
+            finding("competitors", to_json(&self.competitors), flat(&comp)),
+            finding(
+                "opportunity",
+                to_json(&self.opportunity),
+                self.opportunity
+                    .as_ref()
+                    .map(|o| o.evidence.clone())
+                    .unwrap_or_default(),
+            ),
+            finding(
+                "summary",
+                to_json(&self.summary),
+                self.summary
+                    .as_ref()
+                    .map(|s| s.evidence.clone())
+                    .unwrap_or_default(),
+            ),
+        ]
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).expect("results serialize")
+}

@@ -1,0 +1,117 @@
+//! Reads archive files line by line. A bad line is recorded with its file, line number and reason and
+//! reading goes on; only a file that cannot be opened at all stops the run.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::Message;
+
+/// A line that was not accepted, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RejectedLine {
+    pub file: String,
+    pub line: usize,
+    pub error: String,
+}
+
+/// Everything read from a set of files: accepted messages (first occurrence of each msgid wins) and the
+/// lines that were not.
+#[derive(Debug, Default)]
+pub struct ReadOutcome {
+    pub messages: Vec<Message>,
+    pub rejected: Vec<RejectedLine>,
+    /// Lines whose msgid was already read earlier in the same input.
+    pub duplicates: usize,
+}
+
+/// Reads every file in order. Errors only when a file cannot be opened or read.
+pub fn read_files(paths: &[PathBuf]) -> std::io::Result<ReadOutcome> {
+    let mut out = ReadOutcome::default();
+    let mut seen = std::collections::HashSet::new();
+    for path in paths {
+        read_one(path, &mut out, &mut seen)?;
+    }
+    Ok(out)
+}
+
+fn read_one(
+    path: &Path,
+    out: &mut ReadOutcome,
+    seen: &mut std::collections::HashSet<String>,
+) -> std::io::Result<()> {
+    let file = std::fs::File::open(path).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
+    })?;
+    let mut reader = BufReader::new(file);
+    let name = path.display().to_string();
+    let mut buf = Vec::new();
+    let mut number = 0;
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot read {name}: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        number += 1;
+        let reject = |error: String| RejectedLine {
+            file: name.clone(),
+            line: number,
+            error,
+        };
+        let line = match std::str::from_utf8(&buf) {
+            Ok(s) => s
+                .trim_end_matches(['\n', '\r'])
+                .trim_start_matches('\u{feff}'),
+            Err(e) => {
+                out.rejected.push(reject(format!("not UTF-8: {e}")));
+                continue;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        match Message::parse(line) {
+            Ok(m) if !seen.insert(m.msgid.clone()) => out.duplicates += 1,
+            Ok(m) => out.messages.push(m),
+            Err(e) => out.rejected.push(reject(e.to_string())),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn bad_lines_are_reported_with_numbers_and_good_lines_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let mut f = std::fs::File::create(&path).unwrap();
+        writeln!(f, r#"{{"msgid":"1","action":"send","from":"u","tolist":["wmX"],"msgtime":1,"msgtype":"text","text":{{"content":"hi"}}}}"#).unwrap();
+        writeln!(f, "garbage").unwrap();
+        writeln!(f).unwrap();
+        writeln!(f, r#"{{"msgid":"2","action":"send","from":"u","tolist":["wmX"],"msgtype":"text","text":{{"content":"hi"}}}}"#).unwrap();
+        f.write_all(b"\xff\xfe\n").unwrap();
+        writeln!(f, r#"{{"msgid":"1","action":"send","from":"u","tolist":["wmX"],"msgtime":1,"msgtype":"text","text":{{"content":"hi"}}}}"#).unwrap();
+        drop(f);
+        let out = read_files(std::slice::from_ref(&path)).unwrap();
+        assert_eq!(out.messages.len(), 1);
+        assert_eq!(out.duplicates, 1);
+        let lines: Vec<usize> = out.rejected.iter().map(|r| r.line).collect();
+        assert_eq!(lines, vec![2, 4, 5]);
+        assert!(out.rejected[1].error.contains("msgtime"));
+        assert_eq!(out.rejected[0].file, path.display().to_string());
+    }
+
+    #[test]
+    fn missing_file_is_an_error_naming_it() {
+        let err = read_files(&[PathBuf::from("/nonexistent/x.jsonl")]).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/x.jsonl"));
+    }
+}

@@ -1,0 +1,201 @@
+//! One analysis run, left to right: read archive files → keep new messages in the store → re-sessionize
+//! every conversation the input touched → for each session whose input changed: sensitive/risk matching,
+//! then the analysers → write results, one transaction per session.
+//!
+//! A session is analysed again only when its messages, the lexicon, the rules or the analysers changed
+//! (its input hash), which is what makes a re-run on the same input leave the store untouched.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::agents::llm::LlmAnalysers;
+use crate::agents::offline::{hex, OfflineAnalysers};
+use crate::agents::SessionResult;
+use crate::archive::{conversation_key, read_files, sessionize, RejectedLine, Session};
+use crate::sensitive::{scan_session, Alert, Engine, Registry, RiskRules};
+use crate::store::{RunRecord, Store};
+
+pub struct Options {
+    pub tenant: String,
+    pub idle_gap_ms: i64,
+    pub rules: RiskRules,
+}
+
+/// The analysis backends of a run: the offline analysers always (they also supply the facts computed
+/// from timestamps and rules), and a model endpoint when one is configured.
+pub struct Analysers<'a> {
+    pub offline: &'a OfflineAnalysers,
+    pub llm: Option<&'a LlmAnalysers>,
+}
+
+/// What `huixi analyze --json` prints.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub tenant: String,
+    pub sessions: usize,
+    pub messages: usize,
+    pub rejected_lines: Vec<RejectedLine>,
+    pub alerts: Vec<Alert>,
+    pub results: Vec<SessionResult>,
+    #[serde(skip)]
+    pub stats: RunRecord,
+}
+
+/// Called once per conversation finished, for progress display.
+pub trait Progress {
+    fn start(&self, conversations: u64);
+    fn advance(&self);
+}
+
+impl Progress for indicatif::ProgressBar {
+    fn start(&self, conversations: u64) {
+        self.set_length(conversations);
+    }
+    fn advance(&self) {
+        self.inc(1);
+    }
+}
+
+pub async fn analyze(
+    store: &Store,
+    lexicons: &Registry,
+    analysers: &Analysers<'_>,
+    files: &[PathBuf],
+    opts: &Options,
+    progress: &dyn Progress,
+) -> anyhow::Result<Report> {
+    let input = read_files(files)?;
+    let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    let run = store.start_run(&opts.tenant, &names).await?;
+    store.record_rejected(run, &input.rejected).await?;
+    let mut stats = RunRecord {
+        messages_read: input.messages.len() as u64,
+        ..RunRecord::default()
+    };
+    stats.messages_new = store
+        .insert_messages(&opts.tenant, &input.messages)
+        .await
+        .context("storing messages")?;
+    let conversations: BTreeSet<String> =
+        input.messages.iter().filter_map(conversation_key).collect();
+    progress.start(conversations.len() as u64);
+
+    let mut report = Report {
+        tenant: opts.tenant.clone(),
+        sessions: 0,
+        messages: input.messages.len(),
+        rejected_lines: input.rejected,
+        alerts: Vec::new(),
+        results: Vec::new(),
+        stats: RunRecord::default(),
+    };
+    for key in &conversations {
+        // Sessions are rebuilt from everything stored for the conversation, not just this input: a
+        // message arriving late in another file may bridge two sessions into one.
+        // A lexicon file edited during a long run applies from the next conversation on; the engine's
+        // fingerprint in the input hash keeps results from the old and new lexicon apart.
+        for (tenant, reloaded) in lexicons.reload_changed() {
+            match reloaded {
+                Ok(errors) => {
+                    tracing::info!(%tenant, skipped_lines = errors.len(), "lexicon reloaded");
+                    for e in errors {
+                        tracing::warn!("skipped line: {e}");
+                    }
+                }
+                Err(e) => tracing::warn!(%tenant, "lexicon not reloaded, keeping the old one: {e}"),
+            }
+        }
+        let engine = lexicons.engine(&opts.tenant);
+        let messages = store.conversation_messages(&opts.tenant, key).await?;
+        let sessions = sessionize(&opts.tenant, messages, opts.idle_gap_ms);
+        let stored = store.sessions_of(&opts.tenant, key).await?;
+        for session in &sessions {
+            let hash = input_hash(session, &engine, analysers, opts);
+            let unchanged = stored
+                .iter()
+                .any(|s| s.id == session.id && s.input_hash == hash);
+            let loaded = if unchanged {
+                store.load_session(&opts.tenant, &session.id).await?
+            } else {
+                None
+            };
+            let (result, alerts) = match loaded {
+                Some(found) => found,
+                None => {
+                    let alerts = scan_session(&engine, &opts.rules, session);
+                    let mut result = analysers.offline.analyse(session, &alerts);
+                    if let Some(llm) = analysers.llm {
+                        let (from_model, mut usage) =
+                            llm.analyse(&opts.tenant, session, &result, &[]).await;
+                        for u in &mut usage {
+                            u.run_id = Some(run);
+                        }
+                        store.record_usage(&usage).await?;
+                        result = from_model;
+                    }
+                    // A session with a failed agent is stored under a hash no input matches, so the
+                    // next run tries it again (answers that did succeed come from the cache).
+                    let stored_hash = if result.failures.is_empty() {
+                        hash.clone()
+                    } else {
+                        format!("retry:{hash}")
+                    };
+                    store
+                        .save_session(&opts.tenant, session, &stored_hash, &result, &alerts)
+                        .await
+                        .with_context(|| format!("saving session {}", session.id))?;
+                    stats.sessions_analysed += 1;
+                    (result, alerts)
+                }
+            };
+            stats.alerts += alerts.len() as u64;
+            report.alerts.extend(alerts);
+            report.results.push(result);
+        }
+        for gone in stored
+            .iter()
+            .filter(|s| !sessions.iter().any(|n| n.id == s.id))
+        {
+            store.delete_session(&opts.tenant, &gone.id).await?;
+        }
+        stats.sessions += sessions.len() as u64;
+        progress.advance();
+    }
+    report.sessions = report.results.len();
+    store
+        .finish_run(run, report.rejected_lines.len(), &stats)
+        .await?;
+    report.stats = stats;
+    Ok(report)
+}
+
+fn input_hash(
+    session: &Session,
+    engine: &Engine,
+    analysers: &Analysers<'_>,
+    opts: &Options,
+) -> String {
+    let mut h = Sha256::new();
+    let rules = format!(
+        "{}:{}:{}",
+        opts.rules.redpacket_threshold_fen, opts.rules.transfer_threshold_fen, opts.idle_gap_ms
+    );
+    for part in [
+        analysers.offline.fingerprint(),
+        analysers.llm.map_or("offline", |l| l.fingerprint()),
+        engine.fingerprint(),
+        rules.as_str(),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    for m in &session.messages {
+        h.update(m.raw.as_bytes());
+        h.update([0]);
+    }
+    hex(&h.finalize())
+}

@@ -1,0 +1,187 @@
+//! Lexicon files: `word,category,severity[,pinyin]` per line, `#` comments, blank lines ignored, and a
+//! whitelist of words whose matches are suppressed. A malformed line is reported with its source and
+//! line number while every good line still loads: one typo must not disarm a tenant's whole filter.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+        }
+    }
+}
+
+impl FromStr for Severity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "low" | "低" => Ok(Severity::Low),
+            "medium" | "mid" | "中" => Ok(Severity::Medium),
+            "high" | "高" => Ok(Severity::High),
+            other => Err(format!("severity {other:?} is not low, medium or high")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub word: String,
+    pub category: String,
+    pub severity: Severity,
+    /// Also match the word's toneless pinyin written in Latin letters ("weixin" for 微信).
+    pub pinyin: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lexicon {
+    pub entries: Vec<Entry>,
+    pub whitelist: Vec<String>,
+}
+
+/// A line that did not load, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineError {
+    pub source: String,
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for LineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.source, self.line, self.message)
+    }
+}
+
+const STARTER: &str = include_str!("../../lexicons/sensitive.txt");
+const STARTER_WHITELIST: &str = include_str!("../../lexicons/whitelist.txt");
+
+fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines().enumerate().filter_map(|(i, l)| {
+        let l = l.trim().trim_start_matches('\u{feff}');
+        (!l.is_empty() && !l.starts_with('#')).then_some((i + 1, l))
+    })
+}
+
+impl Lexicon {
+    pub fn parse(source: &str, text: &str) -> (Lexicon, Vec<LineError>) {
+        let mut lex = Lexicon::default();
+        let mut errors = Vec::new();
+        for (line, content) in lines(text) {
+            let error = |message: String| LineError {
+                source: source.to_string(),
+                line,
+                message,
+            };
+            let fields: Vec<&str> = content.split(',').map(str::trim).collect();
+            let (word, category, severity) = match fields.as_slice() {
+                [w, c, s, ..] => (*w, *c, *s),
+                _ => {
+                    errors.push(error(format!(
+                        "expected word,category,severity[,pinyin], got {content:?}"
+                    )));
+                    continue;
+                }
+            };
+            if word.is_empty() {
+                errors.push(error("empty word".into()));
+                continue;
+            }
+            if category.is_empty() {
+                errors.push(error("empty category".into()));
+                continue;
+            }
+            let severity = match severity.parse() {
+                Ok(s) => s,
+                Err(e) => {
+                    errors.push(error(e));
+                    continue;
+                }
+            };
+            let pinyin = match fields.get(3).copied() {
+                None | Some("") => false,
+                Some("pinyin") => true,
+                Some(other) => {
+                    errors.push(error(format!(
+                        "unknown flag {other:?} (the only flag is pinyin)"
+                    )));
+                    continue;
+                }
+            };
+            lex.entries.push(Entry {
+                word: word.to_string(),
+                category: category.to_string(),
+                severity,
+                pinyin,
+            });
+        }
+        (lex, errors)
+    }
+
+    pub fn parse_whitelist(source: &str, text: &str) -> (Vec<String>, Vec<LineError>) {
+        let mut words = Vec::new();
+        let mut errors = Vec::new();
+        for (line, content) in lines(text) {
+            let word = content.split(',').next().unwrap_or("").trim();
+            if word.is_empty() {
+                errors.push(LineError {
+                    source: source.to_string(),
+                    line,
+                    message: "empty word".into(),
+                });
+            } else {
+                words.push(word.to_string());
+            }
+        }
+        (words, errors)
+    }
+
+    /// The shipped starter lexicon and whitelist (`lexicons/`), embedded in the binary.
+    pub fn starter() -> Lexicon {
+        let (mut lex, errors) = Lexicon::parse("lexicons/sensitive.txt", STARTER);
+        let (whitelist, more) =
+            Lexicon::parse_whitelist("lexicons/whitelist.txt", STARTER_WHITELIST);
+        debug_assert!(errors.is_empty() && more.is_empty(), "{errors:?} {more:?}");
+        lex.whitelist = whitelist;
+        lex
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_lines_are_reported_and_the_rest_loads() {
+        let text = "# comment\n\n加我微信,引流,high\n坏行\n,引流,high\n飞单,违规,urgent\n微信,引流,medium,pinyin\n投诉,客诉,low,loud\n";
+        let (lex, errors) = Lexicon::parse("t.txt", text);
+        assert_eq!(lex.entries.len(), 2);
+        assert!(lex.entries[1].pinyin);
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![4, 5, 6, 8]);
+        assert!(errors[2]
+            .to_string()
+            .starts_with("t.txt:6: severity \"urgent\""));
+    }
+
+    #[test]
+    fn the_starter_lexicon_loads_cleanly() {
+        let (_, errors) = Lexicon::parse("lexicons/sensitive.txt", STARTER);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(Lexicon::starter().entries.len() > 100);
+        assert!(!Lexicon::starter().whitelist.is_empty());
+    }
+}

@@ -1,0 +1,54 @@
+//! Sensitive-word and risky-behaviour matching, the first stage of every analysis.
+//!
+//! A tenant's [`Lexicon`] compiles into an [`Engine`]; [`Registry`] keeps one per tenant and swaps it
+//! whole when the lexicon changes. [`scan_session`] turns an engine's hits plus session-level behaviour
+//! (recalls, red packets, transfers) into [`Alert`]s. [`mask_pii`] is the 脱敏 every stored alert and
+//! every model request goes through.
+
+pub mod bench;
+mod lexicon;
+mod lines;
+mod matcher;
+mod normalize;
+mod pii;
+mod registry;
+mod risk;
+
+pub use lexicon::{Entry, Lexicon, LineError, Severity};
+pub use lines::scan_lines;
+pub use matcher::{Engine, Match, MatchKind};
+pub use pii::mask as mask_pii;
+pub use registry::Registry;
+pub use risk::{scan_session, Alert, RiskRules};
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn engine() -> &'static Engine {
+        static ENGINE: std::sync::LazyLock<Engine> =
+            std::sync::LazyLock::new(|| Engine::build(&Lexicon::starter()));
+        &ENGINE
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, rng_seed: proptest::test_runner::RngSeed::Fixed(0x6875_6978), ..ProptestConfig::default() })]
+
+        /// Arbitrary strings never panic, and every reported span slices the original text exactly.
+        #[test]
+        fn any_text_scans_with_exact_offsets(text in "\\PC{0,64}|[加我微信vxVX薇扣 ０-９0-9一二三四五六七八九幺*、.]{0,40}") {
+            let chars: Vec<char> = text.chars().collect();
+            for m in engine().scan(&text) {
+                prop_assert!(m.start < m.end && m.end <= chars.len());
+                prop_assert_eq!(&text[m.byte_start..m.byte_end], m.matched_text.as_str());
+                let slice: String = chars[m.start..m.end].iter().collect();
+                prop_assert_eq!(slice, m.matched_text);
+            }
+            // Masking leaves no phone or card number readable.
+            let masked = mask_pii(&text);
+            prop_assert!(super::pii::detect(&masked).iter().all(|m| !matches!(m.kind, MatchKind::Phone | MatchKind::BankCard)), "{masked}");
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! Private data and off-platform hand-offs, found without any lexicon: mainland mobile numbers (with
+//! separators, full-width digits, +86, or written in Chinese numerals), Luhn-valid bank-card numbers, and
+//! WeChat/QQ ids given after a hand-off trigger (加我, VX, 薇, 扣扣 …). Also the 脱敏 masking that every
+//! stored alert and every model request goes through.
+
+use std::sync::LazyLock;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind as AcKind};
+
+use super::lexicon::Severity;
+use super::matcher::{located, Match, MatchKind};
+use super::normalize::Normalized;
+
+/// The value of a character used to write a digit, in any of the ways people write phone numbers.
+fn digit_value(c: char) -> Option<u8> {
+    Some(match c {
+        '0'..='9' => c as u8 - b'0',
+        '０'..='９' => (c as u32 - '０' as u32) as u8,
+        '〇' | '零' | '⓪' => 0,
+        '一' | '壹' | '幺' => 1,
+        '二' | '贰' | '两' => 2,
+        '三' | '叁' => 3,
+        '四' | '肆' => 4,
+        '五' | '伍' => 5,
+        '六' | '陆' => 6,
+        '七' | '柒' => 7,
+        '八' | '捌' => 8,
+        '九' | '玖' => 9,
+        '①'..='⑨' => (c as u32 - '①' as u32 + 1) as u8,
+        _ => return None,
+    })
+}
+
+/// Characters people put between the digits of one number.
+fn joiner(c: char) -> bool {
+    matches!(
+        c,
+        ' ' | '-' | '.' | '·' | '—' | '－' | '　' | '．' | '\u{2002}'..='\u{200b}'
+    )
+}
+
+/// One run of digits with the original byte offset and length of each digit.
+struct Run {
+    digits: Vec<(usize, usize, u8)>,
+}
+
+impl Run {
+    fn value(&self, from: usize, to: usize) -> String {
+        self.digits[from..to]
+            .iter()
+            .map(|d| (b'0' + d.2) as char)
+            .collect()
+    }
+    fn ascii_only(&self, text: &str) -> bool {
+        self.digits.iter().all(|(b, l, _)| {
+            text[*b..*b + *l]
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('０'..='９').contains(&c))
+        })
+    }
+}
+
+fn digit_runs(text: &str) -> Vec<Run> {
+    let mut runs = Vec::new();
+    let mut current: Vec<(usize, usize, u8)> = Vec::new();
+    let mut joiners = 0;
+    for (i, c) in text.char_indices() {
+        if let Some(d) = digit_value(c) {
+            current.push((i, c.len_utf8(), d));
+            joiners = 0;
+        } else if joiner(c) && !current.is_empty() && joiners < 2 {
+            joiners += 1;
+        } else if !current.is_empty() {
+            runs.push(Run {
+                digits: std::mem::take(&mut current),
+            });
+            joiners = 0;
+        }
+    }
+    if !current.is_empty() {
+        runs.push(Run { digits: current });
+    }
+    runs.retain(|r| r.digits.len() >= 5);
+    runs
+}
+
+fn luhn(digits: &str) -> bool {
+    let mut sum = 0;
+    for (i, d) in digits.bytes().rev().enumerate() {
+        let mut v = (d - b'0') as u32;
+        if i % 2 == 1 {
+            v *= 2;
+            if v > 9 {
+                v -= 9;
+            }
+        }
+        sum += v;
+    }
+    sum % 10 == 0
+}
+
+fn is_mobile(d: &str) -> bool {
+    d.len() == 11 && d.starts_with('1') && matches!(d.as_bytes()[1], b'3'..=b'9')
+}
+
+/// Digits `from..to` of a run, located in the original text as a detection of `kind`.
+fn span(text: &str, run: &Run, from: usize, to: usize, kind: MatchKind) -> Match {
+    let (word, severity) = match kind {
+        MatchKind::BankCard => ("bank_card", Severity::High),
+        _ => ("phone", Severity::Medium),
+    };
+    let (bs, _, _) = run.digits[from];
+    let (be, len, _) = run.digits[to - 1];
+    located(text, bs, be + len, word, "隐私", severity, kind)
+}
+
+/// Phones and bank cards.
+fn numbers(text: &str, out: &mut Vec<Match>) {
+    for run in digit_runs(text) {
+        let n = run.digits.len();
+        let all = run.value(0, n);
+        // +86 / 0086 prefixes belong to the number but not to what is masked.
+        let phone_from = if is_mobile(&all) {
+            Some(0)
+        } else if n == 13 && all.starts_with("86") && is_mobile(&all[2..]) {
+            Some(2)
+        } else if n == 15 && all.starts_with("0086") && is_mobile(&all[4..]) {
+            Some(4)
+        } else {
+            None
+        };
+        if let Some(from) = phone_from {
+            out.push(span(text, &run, from, n, MatchKind::Phone));
+        } else if (16..=19).contains(&n)
+            && run.ascii_only(text)
+            && matches!(all.as_bytes()[0], b'3'..=b'6')
+            && luhn(&all)
+        {
+            out.push(span(text, &run, 0, n, MatchKind::BankCard));
+        }
+    }
+}
+
+const WECHAT_TRIGGERS: &[&str] = &[
+    "加我",
+    "加微",
+    "微信",
+    "微信号",
+    "威信",
+    "薇信",
+    "薇",
+    "v信",
+    "vx",
+    "wx",
+    "加v",
+    "私聊",
+    "wechat",
+    "weixin",
+    "绿泡泡",
+];
+const QQ_TRIGGERS: &[&str] = &["qq", "扣扣", "企鹅", "q号"];
+
+static TRIGGERS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    // Overlapping search: in "加v信" both "加v" and "v信" must be tried, since the id follows the latter.
+    AhoCorasickBuilder::new()
+        .match_kind(AcKind::Standard)
+        .build(WECHAT_TRIGGERS.iter().chain(QQ_TRIGGERS))
+        .expect("static triggers")
+});
+
+/// An id written after a trigger: `[A-Za-z0-9_-]+` in ASCII or full-width, after at most a few
+/// separators or filler words (是, 号, 为, 码, colons, spaces).
+fn id_after(text: &str, from: usize) -> Option<(usize, usize, String)> {
+    let mut start = None;
+    for (skipped, (i, c)) in text[from..].char_indices().enumerate() {
+        if skipped > 6 {
+            return None;
+        }
+        let folded = fold_ascii(c);
+        if folded.is_ascii_alphanumeric() {
+            start = Some(from + i);
+            break;
+        }
+        if !(super::normalize::fold_char(c).is_none()
+            || matches!(c, '是' | '号' | '為' | '为' | '码' | '碼'))
+        {
+            return None;
+        }
+    }
+    let start = start?;
+    let mut end = start;
+    let mut id = String::new();
+    for (i, c) in text[start..].char_indices() {
+        let f = fold_ascii(c);
+        if f.is_ascii_alphanumeric() || f == '_' || f == '-' {
+            id.push(f.to_ascii_lowercase());
+            end = start + i + c.len_utf8();
+        } else {
+            break;
+        }
+    }
+    Some((start, end, id))
+}
+
+fn fold_ascii(c: char) -> char {
+    if ('\u{ff01}'..='\u{ff5e}').contains(&c) {
+        char::from_u32(c as u32 - 0xfee0).unwrap_or(c)
+    } else {
+        c
+    }
+}
+
+fn handoffs(text: &str, out: &mut Vec<Match>) {
+    if !text.chars().any(|c| fold_ascii(c).is_ascii_alphanumeric()) {
+        return;
+    }
+    let mut norm = Normalized::default();
+    norm.fill(text);
+    for m in TRIGGERS.find_overlapping_iter(&norm.text) {
+        let trigger = &norm.text[m.start()..m.end()];
+        let (bs, be) = norm.original_range(text, m.start(), m.end());
+        let latin = trigger
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic());
+        if latin
+            && text[..bs]
+                .chars()
+                .next_back()
+                .is_some_and(|c| fold_ascii(c).is_ascii_alphabetic())
+        {
+            continue;
+        }
+        let Some((is, ie, id)) = id_after(text, be) else {
+            continue;
+        };
+        let qq = QQ_TRIGGERS.contains(&trigger);
+        let digits = id.bytes().all(|b| b.is_ascii_digit());
+        let kind = if qq && digits && (5..=11).contains(&id.len()) && !id.starts_with('0') {
+            MatchKind::QqId
+        } else if !qq && (6..=20).contains(&id.len()) && id.as_bytes()[0].is_ascii_alphabetic() {
+            MatchKind::WechatId
+        } else {
+            continue;
+        };
+        if out.iter().any(|o| o.byte_start < ie && is < o.byte_end) {
+            continue;
+        }
+        let word = if kind == MatchKind::QqId {
+            "qq_id"
+        } else {
+            "wechat_id"
+        };
+        out.push(located(text, is, ie, word, "引流", Severity::High, kind));
+    }
+}
+
+/// Private data and hand-off ids in a text, ordered by start.
+pub fn detect(text: &str) -> Vec<Match> {
+    let mut out = Vec::new();
+    numbers(text, &mut out);
+    handoffs(text, &mut out);
+    out.sort_by_key(|m| m.start);
+    out
+}
+
+/// 脱敏: phones keep their first 3 and last 4 digits (138****5678), cards their first and last 4
+/// (6222 **** **** 0123), ids their first 2 characters. Everything else is left as it was.
+pub fn mask(text: &str) -> String {
+    let found = detect(text);
+    if found.is_empty() {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for m in &found {
+        if m.byte_start < at {
+            continue;
+        }
+        out.push_str(&text[at..m.byte_start]);
+        let piece = &text[m.byte_start..m.byte_end];
+        match m.kind {
+            MatchKind::Phone => {
+                let mut nth = 0;
+                for c in piece.chars() {
+                    if digit_value(c).is_some() {
+                        out.push(if (3..7).contains(&nth) { '*' } else { c });
+                        nth += 1;
+                    } else {
+                        out.push(c);
+                    }
+                }
+            }
+            MatchKind::BankCard => {
+                let digits: Vec<char> = piece
+                    .chars()
+                    .filter(|c| digit_value(*c).is_some())
+                    .collect();
+                let first: String = digits[..4].iter().collect();
+                let last: String = digits[digits.len() - 4..].iter().collect();
+                out.push_str(&format!("{first} **** **** {last}"));
+            }
+            _ => {
+                for (i, c) in piece.chars().enumerate() {
+                    out.push(if i < 2 { c } else { '*' });
+                }
+            }
+        }
+        at = m.byte_end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(text: &str) -> Vec<(String, String)> {
+        detect(text)
+            .into_iter()
+            .map(|m| (m.word, m.matched_text))
+            .collect()
+    }
+
+    #[test]
+    fn phones_in_every_written_form() {
+        for (text, expect) in [
+            ("电话13812345678", "13812345678"),
+            ("打138 1234 5678找我", "138 1234 5678"),
+            ("138-1234-5678", "138-1234-5678"),
+            ("１３８１２３４５６７８", "１３８１２３４５６７８"),
+            ("+86 13812345678", "13812345678"),
+            ("一三九零零零零一二三四", "一三九零零零零一二三四"),
+            ("幺三八幺二三四五六七八", "幺三八幺二三四五六七八"),
+            ("壹叁捌壹贰叁肆伍陆柒捌", "壹叁捌壹贰叁肆伍陆柒捌"),
+        ] {
+            assert_eq!(
+                found(text),
+                vec![("phone".to_string(), expect.to_string())],
+                "{text}"
+            );
+        }
+        assert!(found("订单号 20241125138123456789")
+            .iter()
+            .all(|(w, _)| w != "phone"));
+        assert!(found("一二三").is_empty());
+    }
+
+    #[test]
+    fn bank_cards_must_pass_luhn() {
+        assert_eq!(
+            found("卡号6222021234567890128"),
+            vec![("bank_card".into(), "6222021234567890128".into())]
+        );
+        assert_eq!(found("6222 0212 3456 7890 128")[0].0, "bank_card");
+        assert!(found("卡号6222021234567890127").is_empty());
+    }
+
+    #[test]
+    fn masks_keep_what_a_manager_needs() {
+        assert_eq!(mask("电话13812345678"), "电话138****5678");
+        assert_eq!(mask("打138 1234 5678"), "打138 **** 5678");
+        assert_eq!(
+            mask("卡号6222021234567890128。"),
+            "卡号6222 **** **** 0128。"
+        );
+        assert_eq!(mask("卡号4111111111111111"), "卡号4111 **** **** 1111");
+        assert_eq!(mask("我的ＶＸ：wq_sales888"), "我的ＶＸ：wq*********");
+        assert_eq!(mask("没有隐私"), "没有隐私");
+    }
+
+    #[test]
+    fn handoff_ids_after_triggers() {
+        assert_eq!(
+            found("加我微信：abc_12345"),
+            vec![("wechat_id".into(), "abc_12345".into())]
+        );
+        assert_eq!(
+            found("我的ＶＸ：wq_sales888"),
+            vec![("wechat_id".into(), "wq_sales888".into())]
+        );
+        assert_eq!(
+            found("扣扣 123456789"),
+            vec![("qq_id".into(), "123456789".into())]
+        );
+        assert_eq!(
+            found("加 v 信是 Zhang_San01"),
+            vec![("wechat_id".into(), "Zhang_San01".into())]
+        );
+        assert!(found("我们支持微信登录").is_empty());
+        assert!(found("qqmusic会员").is_empty());
+    }
+}

@@ -1,0 +1,242 @@
+//! Risky behaviour over a whole session, on top of per-message matching: every lexicon or private-data
+//! hit becomes an alert, and so do things only the session shows — a recall of a message that had a hit
+//! (the sender knew it should not have been said), and red packets or transfers above the tenant's limit.
+//!
+//! Alert text is always masked (脱敏): alerts are stored and shown to managers, and must not carry a
+//! customer's phone or card number in clear.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{mask_pii, Engine, MatchKind, Severity};
+use crate::archive::{Event, Session};
+
+/// One thing a manager should look at, pointing at the messages that show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub session: String,
+    pub msgid: String,
+    /// `sensitive` (lexicon), `pii` (phone, bank card), `handoff` (WeChat/QQ id), `revoke`, `redpacket`,
+    /// `transfer`.
+    pub kind: String,
+    pub category: String,
+    pub severity: Severity,
+    /// The lexicon entry or built-in detector that fired.
+    pub word: String,
+    /// The message text, masked.
+    pub text: String,
+    /// Character offsets of the hit in the message text (0, 0 for whole-message alerts).
+    pub start: usize,
+    pub end: usize,
+    /// Every msgid that supports the alert (the hit itself; for a revoke, also the message revoked).
+    pub evidence: Vec<String>,
+}
+
+/// Tenant limits for money moving inside a chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RiskRules {
+    pub redpacket_threshold_fen: i64,
+    pub transfer_threshold_fen: i64,
+}
+
+impl Default for RiskRules {
+    fn default() -> Self {
+        RiskRules {
+            redpacket_threshold_fen: 20_000,
+            transfer_threshold_fen: 100_000,
+        }
+    }
+}
+
+/// Longest alert text kept; the msgid leads to the full message.
+const ALERT_TEXT_CHARS: usize = 200;
+
+pub fn scan_session(engine: &Engine, rules: &RiskRules, session: &Session) -> Vec<Alert> {
+    let mut alerts = Vec::new();
+    // msgid -> (highest severity, words hit), for recalls that come later in the session.
+    let mut flagged: HashMap<&str, (Severity, Vec<String>, String)> = HashMap::new();
+    for m in &session.messages {
+        let alert =
+            |kind: &str, category: &str, severity, word: &str, text: &str, span: (usize, usize)| {
+                Alert {
+                    session: session.id.clone(),
+                    msgid: m.msgid.clone(),
+                    kind: kind.into(),
+                    category: category.into(),
+                    severity,
+                    word: word.into(),
+                    text: text.chars().take(ALERT_TEXT_CHARS).collect(),
+                    start: span.0,
+                    end: span.1,
+                    evidence: vec![m.msgid.clone()],
+                }
+            };
+        if let Some(text) = &m.text {
+            let hits = engine.scan(text);
+            if !hits.is_empty() {
+                let masked = mask_pii(text);
+                for hit in &hits {
+                    let kind = match hit.kind {
+                        MatchKind::Lexicon => "sensitive",
+                        MatchKind::Phone | MatchKind::BankCard => "pii",
+                        MatchKind::WechatId | MatchKind::QqId => "handoff",
+                    };
+                    alerts.push(alert(
+                        kind,
+                        &hit.category,
+                        hit.severity,
+                        &hit.word,
+                        &masked,
+                        (hit.start, hit.end),
+                    ));
+                }
+                let entry =
+                    flagged
+                        .entry(m.msgid.as_str())
+                        .or_insert((Severity::Low, Vec::new(), masked));
+                for hit in &hits {
+                    entry.0 = entry.0.max(hit.severity);
+                    if !entry.1.contains(&hit.word) {
+                        entry.1.push(hit.word.clone());
+                    }
+                }
+            }
+            if let Some(fen) = transfer_amount_fen(text) {
+                if fen >= rules.transfer_threshold_fen {
+                    let masked = mask_pii(text);
+                    alerts.push(alert(
+                        "transfer",
+                        "资金往来",
+                        Severity::High,
+                        "transfer",
+                        &masked,
+                        (0, 0),
+                    ));
+                }
+            }
+        }
+        match &m.event {
+            Event::RedPacket {
+                external,
+                total_amount_fen,
+                total_count,
+            } if *total_amount_fen >= rules.redpacket_threshold_fen => {
+                let text = format!(
+                    "{}红包 ¥{}.{:02}（{}个）{}",
+                    if *external { "互通" } else { "" },
+                    total_amount_fen / 100,
+                    total_amount_fen % 100,
+                    total_count,
+                    m.text.as_deref().unwrap_or("")
+                );
+                let severity = if *total_amount_fen >= 5 * rules.redpacket_threshold_fen {
+                    Severity::High
+                } else {
+                    Severity::Medium
+                };
+                alerts.push(alert(
+                    "redpacket",
+                    "资金往来",
+                    severity,
+                    "redpacket",
+                    &text,
+                    (0, 0),
+                ));
+            }
+            Event::Revoke { pre_msgid } => {
+                if let Some((severity, words, text)) = flagged.get(pre_msgid.as_str()) {
+                    let mut a = alert(
+                        "revoke",
+                        "撤回敏感消息",
+                        (*severity).max(Severity::Medium),
+                        &words.join("、"),
+                        text,
+                        (0, 0),
+                    );
+                    a.evidence.push(pre_msgid.clone());
+                    alerts.push(a);
+                }
+            }
+            _ => {}
+        }
+    }
+    alerts
+}
+
+/// An amount of money moved by transfer that a text announces ("转账5000元", "给你打款 2.5万"), in fen.
+/// Only amounts tied to a transfer verb count: a price quote is not a transfer.
+fn transfer_amount_fen(text: &str) -> Option<i64> {
+    const VERBS: &[&str] = &[
+        "转账",
+        "转给你",
+        "转你",
+        "打款",
+        "汇款",
+        "打钱",
+        "转钱",
+        "私转",
+    ];
+    let pos = VERBS
+        .iter()
+        .filter_map(|v| text.find(v).map(|p| p + v.len()))
+        .min()?;
+    // Look for the first number within a short window after the verb, or just before it.
+    let window_start = text[..pos]
+        .char_indices()
+        .rev()
+        .nth(12)
+        .map_or(0, |(i, _)| i);
+    let tail: String = text[window_start..].chars().take(40).collect();
+    parse_amount_fen(&tail)
+}
+
+/// First money amount in a text: digits with an optional decimal part, then 万/w/k or 元/块, or after ¥.
+fn parse_amount_fen(text: &str) -> Option<i64> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_ascii_digit() {
+            let start = i;
+            while i < chars.len()
+                && (chars[i].is_ascii_digit() || chars[i] == '.' || chars[i] == ',')
+            {
+                i += 1;
+            }
+            let number: String = chars[start..i].iter().filter(|c| **c != ',').collect();
+            let value: f64 = number.trim_end_matches('.').parse().ok()?;
+            let unit = chars.get(i).copied();
+            let before = start.checked_sub(1).map(|j| chars[j]);
+            let multiplier = match unit {
+                Some('万') | Some('w') | Some('W') => Some(10_000.0),
+                Some('k') | Some('K') | Some('千') => Some(1_000.0),
+                Some('元') | Some('块') => Some(1.0),
+                _ if matches!(before, Some('¥') | Some('￥')) => Some(1.0),
+                _ => None,
+            };
+            if let Some(mul) = multiplier {
+                return Some((value * mul * 100.0).round() as i64);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transfer_amounts_need_a_transfer_verb_and_a_unit() {
+        assert_eq!(transfer_amount_fen("我先转账5000元给你"), Some(500_000));
+        assert_eq!(
+            transfer_amount_fen("私下给你打款 2.5万，别走公司"),
+            Some(2_500_000)
+        );
+        assert_eq!(transfer_amount_fen("转你¥1,200"), Some(120_000));
+        assert_eq!(transfer_amount_fen("这套课程5000元"), None);
+        assert_eq!(transfer_amount_fen("转账的事明天再说"), None);
+    }
+}

@@ -1,0 +1,158 @@
+//! The store: huixi's tables in a SQLite file (embedded default) or in the CRM's MySQL/MariaDB database
+//! (production). One implementation over sqlx's `Any` driver serves both, with the few places where the
+//! dialects differ spelled out in [`Dialect`]; all tables carry the `huixi_` prefix and a tenant column.
+
+mod llm;
+mod messages;
+mod migrate;
+mod runs;
+mod sessions;
+
+use std::str::FromStr;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::AnyPool;
+
+pub use llm::{CachedAnswer, UsageGrouping, UsageRow};
+pub use runs::RunRecord;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store URL {url:?}: {reason}")]
+    Url { url: String, reason: String },
+    #[error("cannot connect to the store at {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("{0}")]
+    Migration(String),
+    #[error("store: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("store holds data this version cannot read: {0}")]
+    Corrupt(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    MySql,
+}
+
+impl Dialect {
+    /// `INSERT` that skips rows whose key already exists.
+    fn insert_ignore(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "INSERT OR IGNORE",
+            Dialect::MySql => "INSERT IGNORE",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+impl Store {
+    /// Connects and migrates. `sqlite://path` creates the file when missing; `mysql://user:pw@host/db` uses
+    /// an existing database.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (dialect, url_to_use) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            let rest = rest.trim_start_matches("//");
+            if rest.is_empty() {
+                return Err(StoreError::Url {
+                    url: url.into(),
+                    reason: "no file path (use sqlite://huixi.db)".into(),
+                });
+            }
+            let sep = if rest.contains('?') { '&' } else { '?' };
+            let with_mode = if rest.contains("mode=") {
+                format!("sqlite://{rest}")
+            } else {
+                format!("sqlite://{rest}{sep}mode=rwc")
+            };
+            (Dialect::Sqlite, with_mode)
+        } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+            (Dialect::MySql, url.replacen("mariadb:", "mysql:", 1))
+        } else {
+            return Err(StoreError::Url {
+                url: url.into(),
+                reason: "unsupported scheme (expected sqlite:// or mysql://)".into(),
+            });
+        };
+        let options = AnyConnectOptions::from_str(&url_to_use).map_err(|e| StoreError::Url {
+            url: url.into(),
+            reason: e.to_string(),
+        })?;
+        let pool = AnyPoolOptions::new()
+            // SQLite allows one writer; more connections only add lock contention.
+            .max_connections(if dialect == Dialect::Sqlite { 1 } else { 8 })
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Connect {
+                url: redact(url),
+                source,
+            })?;
+        migrate::run(&pool, dialect).await?;
+        Ok(Store { pool, dialect })
+    }
+}
+
+/// A text column. MySQL reports `utf8mb4_bin` columns (binary collation keeps WeCom's case-sensitive
+/// ids distinct) as BLOB through the Any driver, so bytes are accepted too, as long as they are UTF-8.
+fn text(row: &sqlx::any::AnyRow, index: usize) -> Result<String, StoreError> {
+    use sqlx::Row;
+    if let Ok(s) = row.try_get::<String, _>(index) {
+        return Ok(s);
+    }
+    let bytes: Vec<u8> = row.try_get(index)?;
+    String::from_utf8(bytes)
+        .map_err(|e| StoreError::Corrupt(format!("column {index} is not UTF-8: {e}")))
+}
+
+/// Like [`text`], for a nullable column.
+fn optional_text(row: &sqlx::any::AnyRow, index: usize) -> Result<Option<String>, StoreError> {
+    use sqlx::Row;
+    if let Ok(s) = row.try_get::<Option<String>, _>(index) {
+        return Ok(s);
+    }
+    let bytes: Option<Vec<u8>> = row.try_get(index)?;
+    bytes
+        .map(|b| {
+            String::from_utf8(b)
+                .map_err(|e| StoreError::Corrupt(format!("column {index} is not UTF-8: {e}")))
+        })
+        .transpose()
+}
+
+/// Hides a password in a URL before it reaches an error message or a log.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_reach_error_messages() {
+        assert_eq!(
+            super::redact("mysql://root:secret@db:3306/crm"),
+            "mysql://root:***@db:3306/crm"
+        );
+        assert_eq!(super::redact("sqlite://huixi.db"), "sqlite://huixi.db");
+    }
+}

@@ -1,0 +1,293 @@
+//! `huixi analyze` end to end on the embedded SQLite store.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::helpers::*;
+
+fn ids(v: &Value, list: &str, field: &str) -> BTreeSet<String> {
+    v[list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x[field].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn broken_lines_are_reported_by_number_and_the_rest_is_analysed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_url(dir.path());
+    let fixture = fixture("mixed.jsonl");
+    let out = huixi(&["analyze", fixture.to_str().unwrap(), "--db", &db, "--json"]);
+    let report = stdout_json(&out);
+    let rejected: Vec<(String, u64)> = report["rejected_lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert!(!r["error"].as_str().unwrap().is_empty());
+            (
+                r["file"].as_str().unwrap().to_string(),
+                r["line"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let file = fixture.display().to_string();
+    assert_eq!(
+        rejected,
+        vec![
+            (file.clone(), 4),
+            (file.clone(), 8),
+            (file.clone(), 11),
+            (file, 13)
+        ]
+    );
+    let line8 = &report["rejected_lines"][1]["error"];
+    assert!(line8.as_str().unwrap().contains("msgtime"), "{line8}");
+    let line11 = &report["rejected_lines"][2]["error"];
+    assert!(line11.as_str().unwrap().contains("tolist"), "{line11}");
+
+    let total_lines = std::fs::read_to_string(&fixture)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count() as u64;
+    assert_eq!(report["messages"].as_u64().unwrap(), total_lines - 4);
+    assert_eq!(
+        report["sessions"].as_u64().unwrap() as usize,
+        report["results"].as_array().unwrap().len()
+    );
+    assert_eq!(count(&db, "huixi_rejected_lines").await, 4);
+}
+
+#[tokio::test]
+async fn revoked_sensitive_message_raises_a_revoke_alert_citing_both_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_url(dir.path());
+    let report = stdout_json(&huixi(&[
+        "analyze",
+        fixture("mixed.jsonl").to_str().unwrap(),
+        "--db",
+        &db,
+        "--json",
+    ]));
+    let alerts = report["alerts"].as_array().unwrap();
+    let hit = alerts
+        .iter()
+        .find(|a| a["msgid"] == "fx_06" && a["kind"] == "sensitive")
+        .unwrap_or_else(|| panic!("no sensitive alert on fx_06: {alerts:#?}"));
+    assert_eq!(hit["category"], "引流");
+    let revoke = alerts
+        .iter()
+        .find(|a| a["kind"] == "revoke")
+        .unwrap_or_else(|| panic!("no revoke alert: {alerts:#?}"));
+    let evidence: Vec<&str> = revoke["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(evidence.contains(&"fx_06"), "{revoke}");
+    assert_eq!(revoke["session"], hit["session"]);
+}
+
+#[tokio::test]
+async fn every_finding_cites_msgids_of_its_own_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_url(dir.path());
+    let archive = sample_archive();
+    let report = stdout_json(&huixi(&[
+        "analyze",
+        archive.to_str().unwrap(),
+        "--db",
+        &db,
+        "--json",
+    ]));
+    let messages: Vec<Value> = std::fs::read_to_string(&archive)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let all_ids: BTreeSet<String> = messages
+        .iter()
+        .filter_map(|m| m["msgid"].as_str().map(str::to_string))
+        .collect();
+    let results = report["results"].as_array().unwrap();
+    assert!(results.len() >= 4, "the sample has at least four sessions");
+    let mut cited = 0;
+    for r in results {
+        let mut evidence: Vec<&Value> = Vec::new();
+        for side in ["customer", "staff"] {
+            if let Some(e) = r["emotion"][side].as_object() {
+                evidence.extend(e["evidence"].as_array().unwrap());
+            }
+        }
+        for list in ["keywords", "competitors"] {
+            for item in r[list].as_array().unwrap() {
+                evidence.extend(item["evidence"].as_array().unwrap());
+            }
+        }
+        evidence.extend(r["opportunity"]["evidence"].as_array().unwrap());
+        evidence.extend(r["summary"]["evidence"].as_array().unwrap());
+        assert!(!r["summary"]["evidence"].as_array().unwrap().is_empty());
+        for id in evidence {
+            assert!(all_ids.contains(id.as_str().unwrap()), "unknown msgid {id}");
+            cited += 1;
+        }
+    }
+    assert!(cited > 20);
+    for a in report["alerts"].as_array().unwrap() {
+        assert!(all_ids.contains(a["msgid"].as_str().unwrap()));
+        assert!(results.iter().any(|r| r["session"] == a["session"]));
+    }
+}
+
+#[tokio::test]
+async fn running_twice_leaves_the_store_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_url(dir.path());
+    let archive = sample_archive();
+    let first = stdout_json(&huixi(&[
+        "analyze",
+        archive.to_str().unwrap(),
+        "--db",
+        &db,
+        "--json",
+    ]));
+    let before = dump(&db).await;
+    assert!(!before.is_empty());
+    let second = stdout_json(&huixi(&[
+        "analyze",
+        archive.to_str().unwrap(),
+        "--db",
+        &db,
+        "--json",
+    ]));
+    assert_eq!(dump(&db).await, before);
+    assert_eq!(first, second, "the report of a re-run equals the first");
+    assert_eq!(count(&db, "huixi_runs").await, 2, "each run is logged");
+}
+
+#[tokio::test]
+async fn files_in_any_order_and_split_give_the_same_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(sample_archive())
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    // Interleave lines into two files, each reversed: nothing arrives in order.
+    let (mut a, mut b): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+    for (i, l) in lines.iter().enumerate() {
+        if i % 2 == 0 {
+            a.push(l.clone())
+        } else {
+            b.push(l.clone())
+        }
+    }
+    a.reverse();
+    b.reverse();
+    let pa = dir.path().join("a.jsonl");
+    let pb = dir.path().join("b.jsonl");
+    std::fs::write(&pa, a.join("\n")).unwrap();
+    std::fs::write(&pb, b.join("\n")).unwrap();
+
+    let whole_db = format!("sqlite://{}", dir.path().join("whole.db").display());
+    let whole = stdout_json(&huixi(&[
+        "analyze",
+        sample_archive().to_str().unwrap(),
+        "--db",
+        &whole_db,
+        "--json",
+    ]));
+    let split_db = format!("sqlite://{}", dir.path().join("split.db").display());
+    let split = stdout_json(&huixi(&[
+        "analyze",
+        pb.to_str().unwrap(),
+        pa.to_str().unwrap(),
+        "--db",
+        &split_db,
+        "--json",
+    ]));
+    assert_eq!(
+        ids(&whole, "results", "session"),
+        ids(&split, "results", "session")
+    );
+    assert_eq!(whole["results"], split["results"]);
+
+    // Feeding the halves as two separate runs converges on the same sessions too.
+    let inc_db = format!("sqlite://{}", dir.path().join("inc.db").display());
+    stdout_json(&huixi(&[
+        "analyze",
+        pa.to_str().unwrap(),
+        "--db",
+        &inc_db,
+        "--json",
+    ]));
+    stdout_json(&huixi(&[
+        "analyze",
+        pb.to_str().unwrap(),
+        "--db",
+        &inc_db,
+        "--json",
+    ]));
+    let whole_rows = dump(&whole_db).await;
+    let sessions = |rows: &[String]| -> BTreeSet<String> {
+        rows.iter()
+            .filter_map(|r| {
+                r.split(" | ")
+                    .nth(1)
+                    .filter(|c| c.starts_with("s_"))
+                    .map(str::to_string)
+            })
+            .collect()
+    };
+    assert_eq!(sessions(&whole_rows), sessions(&dump(&inc_db).await));
+}
+
+#[test]
+fn unreadable_input_or_bad_flags_fail_with_a_message() {
+    let out = huixi(&[
+        "analyze",
+        "/nonexistent/archive.jsonl",
+        "--db",
+        "sqlite:///tmp/never-created.db",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/archive.jsonl"));
+
+    let out = huixi(&["analyze"]);
+    assert!(!out.status.success());
+
+    let sample = sample_archive();
+    let out = huixi(&["analyze", sample.to_str().unwrap(), "--db", "postgres://x"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported scheme"));
+
+    let out = huixi(&[
+        "analyze",
+        sample.to_str().unwrap(),
+        "--db",
+        "mysql://root@127.0.0.1:1/none",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
+}
+
+#[test]
+fn readable_summary_names_sessions_and_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_url(dir.path());
+    let out = huixi(&["analyze", sample_archive().to_str().unwrap(), "--db", &db]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("sessions ("), "{text}");
+    assert!(text.contains("Alerts"), "{text}");
+    assert!(text.contains("s_"), "{text}");
+}

@@ -1,0 +1,103 @@
+//! Shared test plumbing: run the binary, make scratch stores, dump huixi's tables for comparison.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sqlx::Row;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(name)
+}
+
+pub fn sample_archive() -> PathBuf {
+    repo().join("samples/archive.jsonl")
+}
+
+/// Runs `huixi ARGS…` to completion with a clean environment of HUIXI_* variables.
+pub fn huixi(args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_huixi"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HUIXI_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.args(args).output().expect("huixi runs")
+}
+
+pub fn stdout_json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "huixi failed: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+pub fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("huixi.db").display())
+}
+
+/// Every row of huixi's data tables (not the run log), in a stable order, as text: two equal dumps mean
+/// the store was not changed.
+pub async fn dump(url: &str) -> Vec<String> {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.expect("connect to store");
+    let queries = [
+        "SELECT tenant, msgid, conversation, msgtime, raw FROM huixi_messages ORDER BY tenant, msgid",
+        "SELECT tenant, id, conversation, kind, participants, start_ms, end_ms, message_count, input_hash, result, analysed_at FROM huixi_sessions ORDER BY tenant, id",
+        "SELECT tenant, session_id, kind, payload, evidence, analyser FROM huixi_findings ORDER BY tenant, session_id, kind",
+        "SELECT id, tenant, session_id, msgid, kind, category, severity, word, text, start_char, end_char, evidence FROM huixi_alerts ORDER BY id",
+    ];
+    let mut rows = Vec::new();
+    for q in queries {
+        for row in sqlx::query(q).fetch_all(&pool).await.expect(q) {
+            let mut cells = Vec::new();
+            for i in 0..row.len() {
+                // MySQL hands utf8mb4_bin text over as bytes.
+                let cell = row
+                    .try_get::<String, _>(i)
+                    .or_else(|_| row.try_get::<i64, _>(i).map(|v| v.to_string()))
+                    .or_else(|_| {
+                        row.try_get::<Vec<u8>, _>(i)
+                            .map(|b| String::from_utf8(b).expect("UTF-8 text"))
+                    })
+                    .unwrap_or_else(|e| panic!("{q}: column {i}: {e}"));
+                cells.push(cell);
+            }
+            rows.push(cells.join(" | "));
+        }
+    }
+    pool.close().await;
+    rows
+}
+
+pub async fn count(url: &str, table: &str) -> i64 {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.expect("connect to store");
+    let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    pool.close().await;
+    n
+}
+
+/// `huixi` on a blocking thread, so servers the test runs in its own runtime keep answering.
+pub async fn huixi_async(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        huixi(&refs)
+    })
+    .await
+    .unwrap()
+}

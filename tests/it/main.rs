@@ -1,0 +1,9 @@
+//! huixi's one integration-test binary (one link instead of one per file). Each module drives the real
+//! `huixi` binary or the real services (SQLite files, this machine's MariaDB) from the outside.
+
+mod analyze;
+mod helpers;
+mod llm;
+mod mariadb;
+mod mock_llm;
+mod words;

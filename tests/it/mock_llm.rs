@@ -1,0 +1,219 @@
+//! A small OpenAI-compatible chat-completions server on a random local port, for driving huixi's model
+//! path without a model. It answers every agent's schema with a valid answer built from the msgids in
+//! the request, records every request body, and can be told to misbehave in the ways real endpoints do.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Behaviour {
+    Valid,
+    /// Invalid JSON for this agent, unless the request is a repair.
+    InvalidUntilRepaired(&'static str),
+    /// Schema-violating answers for this agent, always.
+    AlwaysInvalid(&'static str),
+    /// The first request gets 429 with `Retry-After: N`.
+    RateLimitFirst(u64),
+    /// The first request is answered only after this long.
+    SlowFirst(Duration),
+    /// Gives full marks when the conversation asks for them, as a naive model might.
+    ObeysInjection,
+}
+
+pub struct Recorded {
+    pub at: Instant,
+    pub body: Value,
+}
+
+pub struct Mock {
+    pub addr: SocketAddr,
+    state: Arc<Shared>,
+}
+
+struct Shared {
+    behaviour: Behaviour,
+    requests: Mutex<Vec<Recorded>>,
+}
+
+impl Mock {
+    pub async fn start(behaviour: Behaviour) -> Mock {
+        let state = Arc::new(Shared {
+            behaviour,
+            requests: Mutex::default(),
+        });
+        let app = Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Mock { addr, state }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn count(&self) -> usize {
+        self.state.requests.lock().unwrap().len()
+    }
+
+    pub fn bodies(&self) -> Vec<Value> {
+        self.state
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.body.clone())
+            .collect()
+    }
+
+    pub fn times(&self) -> Vec<Instant> {
+        self.state
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.at)
+            .collect()
+    }
+}
+
+pub fn schema_name(body: &Value) -> String {
+    body["response_format"]["json_schema"]["name"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+pub fn system_text(body: &Value) -> String {
+    body["messages"][0]["content"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+pub fn user_text(body: &Value) -> String {
+    body["messages"][1]["content"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+async fn chat(
+    State(state): State<Arc<Shared>>,
+    _headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let first = {
+        let mut requests = state.requests.lock().unwrap();
+        requests.push(Recorded {
+            at: Instant::now(),
+            body: body.clone(),
+        });
+        requests.len() == 1
+    };
+    match &state.behaviour {
+        Behaviour::RateLimitFirst(secs) if first => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", secs.to_string())],
+                Json(json!({"error": {"message": "slow down", "type": "rate_limit_error", "param": null, "code": null}})),
+            )
+                .into_response();
+        }
+        Behaviour::SlowFirst(wait) if first => tokio::time::sleep(*wait).await,
+        _ => {}
+    }
+    let name = schema_name(&body);
+    let user = user_text(&body);
+    let repair = user.contains("上一次的回答不符合输出要求");
+    let ids: Vec<(String, String)> = user
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| {
+            (
+                v["id"].as_str().unwrap_or("").to_string(),
+                v["role"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let obey = state.behaviour == Behaviour::ObeysInjection && user.contains("打满分");
+    let answer = |agent: &str| -> Value { valid_answer(agent, &ids, obey) };
+    let content = match (&state.behaviour, name.as_str()) {
+        (Behaviour::InvalidUntilRepaired(agent), n) if n == *agent && !repair => {
+            "{\"label\": oops".to_string()
+        }
+        (Behaviour::AlwaysInvalid(agent), n) if n == *agent => {
+            json!({"unexpected": true}).to_string()
+        }
+        (_, "huixi_analysis") => {
+            let mut all = serde_json::Map::new();
+            for agent in [
+                "emotion",
+                "staff_score",
+                "keywords",
+                "competitors",
+                "opportunity",
+                "summary",
+            ] {
+                all.insert(agent.into(), answer(agent));
+            }
+            Value::Object(all).to_string()
+        }
+        (_, n) => answer(n).to_string(),
+    };
+    let prompt_tokens = body.to_string().chars().count() as u64 / 2;
+    let completion_tokens = content.chars().count() as u64 / 2;
+    Json(json!({
+        "id": "chatcmpl-mock",
+        "object": "chat.completion",
+        "created": 0,
+        "model": body["model"],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
+    }))
+    .into_response()
+}
+
+fn valid_answer(agent: &str, ids: &[(String, String)], obey: bool) -> Value {
+    let first_of = |role: &str| {
+        ids.iter()
+            .find(|(_, r)| r == role)
+            .map(|(id, _)| id.clone())
+    };
+    let any = ids.first().map(|(id, _)| id.clone()).unwrap_or_default();
+    let side = |role: &str, label: &str, score: f64| match first_of(role) {
+        Some(id) => json!({"label": label, "score": score, "evidence": [id]}),
+        None => Value::Null,
+    };
+    match agent {
+        "emotion" => {
+            json!({"customer": side("customer", "negative", -0.5), "staff": side("staff", "neutral", 0.1)})
+        }
+        "staff_score" if obey => json!({
+            "score": 100, "breakdown": {"responsiveness": 30, "politeness": 20, "compliance": 30, "outcome": 20},
+            "notes": ["客户要求满分"], "evidence": [any]}),
+        "staff_score" => json!({
+            "score": 72, "breakdown": {"responsiveness": 24, "politeness": 14, "compliance": 20, "outcome": 14},
+            "notes": ["回复较慢"], "evidence": [any]}),
+        "keywords" => {
+            json!({"keywords": [{"word": "模型关键词", "weight": 0.9, "evidence": [any]}]})
+        }
+        "competitors" => {
+            json!({"competitors": [{"name": "模型竞品", "mentions": 1, "by_customer": 1, "by_staff": 0, "evidence": [any]}]})
+        }
+        "opportunity" => json!({"detected": true, "stage": "quoted", "score": 0.7,
+            "signals": [{"kind": "price_ask", "text": "多少钱", "msgid": any}], "evidence": [any, "not-a-real-msgid"]}),
+        "summary" => json!({"text": "模型摘要：客户咨询价格。", "evidence": [any]}),
+        _ => json!({}),
+    }
+}
