@@ -203,9 +203,16 @@ impl Endpoint {
             .next()
             .and_then(|c| c.message.content)
             .ok_or(LlmError::Empty)?;
-        let (prompt_tokens, completion_tokens) = response.usage.map_or((0, 0), |u| {
-            (u.prompt_tokens as u64, u.completion_tokens as u64)
-        });
+        // Some OpenAI-compatible servers omit `usage`; count with tiktoken then, so the cost ledger
+        // never records a paid call as free.
+        let (prompt_tokens, completion_tokens) = match response.usage {
+            Some(u) => (u.prompt_tokens as u64, u.completion_tokens as u64),
+            None => (
+                (super::budget::count(&req.model, &req.system)
+                    + super::budget::count(&req.model, &req.user)) as u64,
+                super::budget::count(&req.model, &content) as u64,
+            ),
+        };
         Ok(ChatAnswer {
             content,
             prompt_tokens,

@@ -23,12 +23,13 @@ async fn analyze(mock: &Mock, db: &str, archive: &str, extra: &[&str]) -> Value 
         "--json",
         "--llm-base-url",
         &mock.base_url(),
-        "--llm-model",
-        "mock-model",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
+    if !extra.contains(&"--llm-model") {
+        args.extend(["--llm-model".to_string(), "mock-model".to_string()]);
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     stdout_json(&huixi_async(args).await)
 }
@@ -213,18 +214,20 @@ async fn combined_mode_makes_one_call_per_session_with_fewer_prompt_bytes() {
     let separate = Mock::start(Behaviour::Valid).await;
     let combined = Mock::start(Behaviour::Valid).await;
     let dir = tempfile::tempdir().unwrap();
+    // Counted by huixi with tiktoken (the model name makes the mock omit `usage`), on the sample archive.
+    let sample = sample_archive().display().to_string();
     let a = analyze(
         &separate,
         &format!("sqlite://{}", dir.path().join("a.db").display()),
-        &fixture_str("mixed.jsonl"),
-        &[],
+        &sample,
+        &["--llm-model", "gpt-4o-mini-no-usage"],
     )
     .await;
     let b = analyze(
         &combined,
         &format!("sqlite://{}", dir.path().join("b.db").display()),
-        &fixture_str("mixed.jsonl"),
-        &["--llm-combined"],
+        &sample,
+        &["--llm-combined", "--llm-model", "gpt-4o-mini-no-usage"],
     )
     .await;
     let sessions = b["results"].as_array().unwrap().len();
@@ -260,6 +263,29 @@ async fn combined_mode_makes_one_call_per_session_with_fewer_prompt_bytes() {
         "combined {} vs separate {}",
         bytes(&combined),
         bytes(&separate)
+    );
+    // The token figures of the closing note: `cargo test --test it combined_mode -- --nocapture`.
+    let tokens = |db: &str| -> i64 {
+        let usage = stdout_json(&huixi(&["usage", "--db", db, "--by", "run", "--json"]));
+        usage
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["prompt_tokens"].as_i64().unwrap())
+            .sum()
+    };
+    let (ta, tb) = (
+        tokens(&format!("sqlite://{}", dir.path().join("a.db").display())),
+        tokens(&format!("sqlite://{}", dir.path().join("b.db").display())),
+    );
+    assert!(tb * 2 < ta, "prompt tokens combined {tb} vs separate {ta}");
+    eprintln!(
+        "{sessions} sessions: separate {} calls, {} request bytes, {ta} prompt tokens; combined {} calls, {} bytes, {tb} tokens ({:.2}x)",
+        separate.count(),
+        bytes(&separate),
+        combined.count(),
+        bytes(&combined),
+        tb as f64 / ta as f64
     );
 }
 

@@ -171,17 +171,20 @@ async fn chat(
         }
         (_, n) => answer(n).to_string(),
     };
-    let prompt_tokens = body.to_string().chars().count() as u64 / 2;
-    let completion_tokens = content.chars().count() as u64 / 2;
-    Json(json!({
+    let mut reply = json!({
         "id": "chatcmpl-mock",
         "object": "chat.completion",
         "created": 0,
         "model": body["model"],
         "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
-    }))
-    .into_response()
+    });
+    // A model named `…-no-usage` behaves like the servers that omit `usage`: huixi must count itself.
+    if !body["model"].as_str().unwrap_or("").ends_with("-no-usage") {
+        let prompt_tokens = body.to_string().chars().count() as u64 / 2;
+        let completion_tokens = content.chars().count() as u64 / 2;
+        reply["usage"] = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens});
+    }
+    Json(reply).into_response()
 }
 
 fn valid_answer(agent: &str, ids: &[(String, String)], obey: bool) -> Value {
