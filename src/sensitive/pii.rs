@@ -5,14 +5,35 @@
 
 use std::sync::LazyLock;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind as AcKind};
+use daachorse::{
+    CharwiseDoubleArrayAhoCorasick, CharwiseDoubleArrayAhoCorasickBuilder, MatchKind as DaaKind,
+};
 
 use super::lexicon::Severity;
 use super::matcher::{located, Match, MatchKind};
 use super::normalize::Normalized;
 
+/// [`digit_of`] for every BMP character, 255 for "not a digit": one lookup per character on the hot
+/// path instead of a dozen range comparisons (every chat line is scanned for phone numbers).
+static DIGITS: LazyLock<Box<[u8; 0x10000]>> = LazyLock::new(|| {
+    let mut table = Box::new([255u8; 0x10000]);
+    for (code, slot) in table.iter_mut().enumerate() {
+        if let Some(d) = char::from_u32(code as u32).and_then(digit_of) {
+            *slot = d;
+        }
+    }
+    table
+});
+
 /// The value of a character used to write a digit, in any of the ways people write phone numbers.
 fn digit_value(c: char) -> Option<u8> {
+    match DIGITS.get(c as usize) {
+        Some(255) | None => None,
+        Some(d) => Some(*d),
+    }
+}
+
+fn digit_of(c: char) -> Option<u8> {
     Some(match c {
         '0'..='9' => c as u8 - b'0',
         '０'..='９' => (c as u32 - '０' as u32) as u8,
@@ -71,16 +92,20 @@ fn digit_runs(text: &str) -> Vec<Run> {
         } else if joiner(c) && !current.is_empty() && joiners < 2 {
             joiners += 1;
         } else if !current.is_empty() {
-            runs.push(Run {
-                digits: std::mem::take(&mut current),
-            });
+            // Runs too short to be a phone or card are common (prices, dates): reuse the buffer.
+            if current.len() >= 5 {
+                runs.push(Run {
+                    digits: std::mem::take(&mut current),
+                });
+            } else {
+                current.clear();
+            }
             joiners = 0;
         }
     }
-    if !current.is_empty() {
+    if current.len() >= 5 {
         runs.push(Run { digits: current });
     }
-    runs.retain(|r| r.digits.len() >= 5);
     runs
 }
 
@@ -160,10 +185,10 @@ const WECHAT_TRIGGERS: &[&str] = &[
 ];
 const QQ_TRIGGERS: &[&str] = &["qq", "扣扣", "企鹅", "q号"];
 
-static TRIGGERS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+static TRIGGERS: LazyLock<CharwiseDoubleArrayAhoCorasick<u32>> = LazyLock::new(|| {
     // Overlapping search: in "加v信" both "加v" and "v信" must be tried, since the id follows the latter.
-    AhoCorasickBuilder::new()
-        .match_kind(AcKind::Standard)
+    CharwiseDoubleArrayAhoCorasickBuilder::new()
+        .match_kind(DaaKind::Standard)
         .build(WECHAT_TRIGGERS.iter().chain(QQ_TRIGGERS))
         .expect("static triggers")
 });
@@ -211,11 +236,33 @@ fn fold_ascii(c: char) -> char {
 }
 
 fn handoffs(text: &str, out: &mut Vec<Match>) {
-    if !text.chars().any(|c| fold_ascii(c).is_ascii_alphanumeric()) {
+    if !has_id_candidate(text) {
         return;
     }
     let mut norm = Normalized::default();
     norm.fill(text);
+    handoffs_in(text, &norm, out);
+}
+
+/// Whether a text holds a run of five or more ASCII or full-width letters, digits, `_` or `-`: the
+/// shortest id worth reporting. Most chat lines hold none, and then no trigger needs looking for.
+fn has_id_candidate(text: &str) -> bool {
+    let mut run = 0;
+    for c in text.chars() {
+        let f = fold_ascii(c);
+        if f.is_ascii_alphanumeric() || f == '_' || f == '-' {
+            run += 1;
+            if run >= 5 {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    false
+}
+
+fn handoffs_in(text: &str, norm: &Normalized, out: &mut Vec<Match>) {
     for m in TRIGGERS.find_overlapping_iter(&norm.text) {
         let trigger = &norm.text[m.start()..m.end()];
         let (bs, be) = norm.original_range(text, m.start(), m.end());
@@ -253,6 +300,28 @@ fn handoffs(text: &str, out: &mut Vec<Match>) {
         };
         out.push(located(text, is, ie, word, "引流", Severity::High, kind));
     }
+}
+
+/// Private data and hand-off ids in a text already normalized by the caller (the engine's scan), so
+/// the text is normalized once for both lexicon and hand-off triggers. Not sorted.
+pub(super) fn detect_in(text: &str, norm: &Normalized) -> Vec<Match> {
+    let mut out = Vec::new();
+    numbers(text, &mut out);
+    // The normalized text has letters folded to ASCII lower case, so the id pre-check is a byte loop.
+    // It drops `_`/`-` and joins across separators, which can only let more texts through, never fewer.
+    let mut run = 0;
+    let candidate = norm.text.bytes().any(|b| {
+        run = if b.is_ascii_alphanumeric() {
+            run + 1
+        } else {
+            0
+        };
+        run >= 5
+    });
+    if candidate {
+        handoffs_in(text, norm, &mut out);
+    }
+    out
 }
 
 /// Private data and hand-off ids in a text, ordered by start.
