@@ -7,8 +7,10 @@ mod archive;
 mod cli;
 mod llm;
 mod pipeline;
+mod queue;
 mod sensitive;
 mod store;
+mod worker;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;

@@ -94,75 +94,12 @@ pub async fn analyze(
         stats: RunRecord::default(),
     };
     for key in &conversations {
-        // Sessions are rebuilt from everything stored for the conversation, not just this input: a
-        // message arriving late in another file may bridge two sessions into one.
-        // A lexicon file edited during a long run applies from the next conversation on; the engine's
-        // fingerprint in the input hash keeps results from the old and new lexicon apart.
-        for (tenant, reloaded) in lexicons.reload_changed() {
-            match reloaded {
-                Ok(errors) => {
-                    tracing::info!(%tenant, skipped_lines = errors.len(), "lexicon reloaded");
-                    for e in errors {
-                        tracing::warn!("skipped line: {e}");
-                    }
-                }
-                Err(e) => tracing::warn!(%tenant, "lexicon not reloaded, keeping the old one: {e}"),
-            }
-        }
-        let engine = lexicons.engine(&opts.tenant);
-        let messages = store.conversation_messages(&opts.tenant, key).await?;
-        let sessions = sessionize(&opts.tenant, messages, opts.idle_gap_ms);
-        let stored = store.sessions_of(&opts.tenant, key).await?;
-        for session in &sessions {
-            let hash = input_hash(session, &engine, analysers, opts);
-            let unchanged = stored
-                .iter()
-                .any(|s| s.id == session.id && s.input_hash == hash);
-            let loaded = if unchanged {
-                store.load_session(&opts.tenant, &session.id).await?
-            } else {
-                None
-            };
-            let (result, alerts) = match loaded {
-                Some(found) => found,
-                None => {
-                    let alerts = scan_session(&engine, &opts.rules, session);
-                    let mut result = analysers.offline.analyse(session, &alerts);
-                    if let Some(llm) = analysers.llm {
-                        let (from_model, mut usage) =
-                            llm.analyse(&opts.tenant, session, &result, &[]).await;
-                        for u in &mut usage {
-                            u.run_id = Some(run);
-                        }
-                        store.record_usage(&usage).await?;
-                        result = from_model;
-                    }
-                    // A session with a failed agent is stored under a hash no input matches, so the
-                    // next run tries it again (answers that did succeed come from the cache).
-                    let stored_hash = if result.failures.is_empty() {
-                        hash.clone()
-                    } else {
-                        format!("retry:{hash}")
-                    };
-                    store
-                        .save_session(&opts.tenant, session, &stored_hash, &result, &alerts)
-                        .await
-                        .with_context(|| format!("saving session {}", session.id))?;
-                    stats.sessions_analysed += 1;
-                    (result, alerts)
-                }
-            };
-            stats.alerts += alerts.len() as u64;
-            report.alerts.extend(alerts);
-            report.results.push(result);
-        }
-        for gone in stored
-            .iter()
-            .filter(|s| !sessions.iter().any(|n| n.id == s.id))
-        {
-            store.delete_session(&opts.tenant, &gone.id).await?;
-        }
-        stats.sessions += sessions.len() as u64;
+        let done = analyze_conversation(store, lexicons, analysers, opts, Some(run), key).await?;
+        stats.sessions += done.sessions as u64;
+        stats.sessions_analysed += done.written as u64;
+        stats.alerts += done.alerts.len() as u64;
+        report.alerts.extend(done.alerts);
+        report.results.extend(done.results);
         progress.advance();
     }
     report.sessions = report.results.len();
@@ -171,6 +108,108 @@ pub async fn analyze(
         .await?;
     report.stats = stats;
     Ok(report)
+}
+
+/// What analysing one conversation produced.
+pub struct ConversationDone {
+    pub sessions: usize,
+    /// Sessions whose analysis was written now (the others were unchanged since the last analysis).
+    pub written: usize,
+    pub results: Vec<SessionResult>,
+    pub alerts: Vec<Alert>,
+}
+
+/// Rebuilds a conversation's sessions from everything stored for it and analyses each session whose
+/// inputs changed since it was last analysed. Running it twice, or concurrently, writes each session
+/// once: that is what lets a queue deliver a job more than once.
+pub async fn analyze_conversation(
+    store: &Store,
+    lexicons: &Registry,
+    analysers: &Analysers<'_>,
+    opts: &Options,
+    run: Option<i64>,
+    key: &str,
+) -> anyhow::Result<ConversationDone> {
+    // A lexicon file edited during a long run applies from the next conversation on; the engine's
+    // fingerprint in the input hash keeps results from the old and new lexicon apart.
+    for (tenant, reloaded) in lexicons.reload_changed() {
+        match reloaded {
+            Ok(errors) => {
+                tracing::info!(%tenant, skipped_lines = errors.len(), "lexicon reloaded");
+                for e in errors {
+                    tracing::warn!("skipped line: {e}");
+                }
+            }
+            Err(e) => tracing::warn!(%tenant, "lexicon not reloaded, keeping the old one: {e}"),
+        }
+    }
+    let engine = lexicons.engine(&opts.tenant);
+    // Sessions are rebuilt from everything stored for the conversation, not just the latest input: a
+    // message arriving late in another file may bridge two sessions into one.
+    let messages = store.conversation_messages(&opts.tenant, key).await?;
+    if messages.is_empty() {
+        anyhow::bail!(
+            "conversation {key:?} of tenant {:?} has no stored messages",
+            opts.tenant
+        );
+    }
+    let sessions = sessionize(&opts.tenant, messages, opts.idle_gap_ms);
+    let stored = store.sessions_of(&opts.tenant, key).await?;
+    let mut done = ConversationDone {
+        sessions: sessions.len(),
+        written: 0,
+        results: Vec::new(),
+        alerts: Vec::new(),
+    };
+    for session in &sessions {
+        let hash = input_hash(session, &engine, analysers, opts);
+        let unchanged = stored
+            .iter()
+            .any(|s| s.id == session.id && s.input_hash == hash);
+        let loaded = if unchanged {
+            store.load_session(&opts.tenant, &session.id).await?
+        } else {
+            None
+        };
+        let (result, alerts) = match loaded {
+            Some(found) => found,
+            None => {
+                let alerts = scan_session(&engine, &opts.rules, session);
+                let mut result = analysers.offline.analyse(session, &alerts);
+                if let Some(llm) = analysers.llm {
+                    let (from_model, mut usage) =
+                        llm.analyse(&opts.tenant, session, &result, &[]).await;
+                    for u in &mut usage {
+                        u.run_id = run;
+                    }
+                    store.record_usage(&usage).await?;
+                    result = from_model;
+                }
+                // A session with a failed agent is stored under a hash no input matches, so the
+                // next run tries it again (answers that did succeed come from the cache).
+                let stored_hash = if result.failures.is_empty() {
+                    hash.clone()
+                } else {
+                    format!("retry:{hash}")
+                };
+                let written = store
+                    .save_session(&opts.tenant, session, &stored_hash, &result, &alerts)
+                    .await
+                    .with_context(|| format!("saving session {}", session.id))?;
+                done.written += written as usize;
+                (result, alerts)
+            }
+        };
+        done.alerts.extend(alerts);
+        done.results.push(result);
+    }
+    for gone in stored
+        .iter()
+        .filter(|s| !sessions.iter().any(|n| n.id == s.id))
+    {
+        store.delete_session(&opts.tenant, &gone.id).await?;
+    }
+    Ok(done)
 }
 
 fn input_hash(

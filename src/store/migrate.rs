@@ -30,6 +30,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0002_llm.sql"),
         mysql: include_str!("../../migrations/mysql/0002_llm.sql"),
     },
+    Migration {
+        version: 3,
+        name: "jobs",
+        sqlite: include_str!("../../migrations/sqlite/0003_jobs.sql"),
+        mysql: include_str!("../../migrations/mysql/0003_jobs.sql"),
+    },
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<(), StoreError> {

@@ -2,6 +2,7 @@
 //! (production). One implementation over sqlx's `Any` driver serves both, with the few places where the
 //! dialects differ spelled out in [`Dialect`]; all tables carry the `huixi_` prefix and a tenant column.
 
+mod jobs;
 mod llm;
 mod messages;
 mod migrate;
@@ -13,6 +14,7 @@ use std::str::FromStr;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::AnyPool;
 
+pub use jobs::DeadJob;
 pub use llm::{CachedAnswer, UsageGrouping, UsageRow};
 pub use runs::RunRecord;
 
@@ -127,7 +129,7 @@ fn optional_text(row: &sqlx::any::AnyRow, index: usize) -> Result<Option<String>
 }
 
 /// Hides a password in a URL before it reaches an error message or a log.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let creds = &url[scheme + 3..at];

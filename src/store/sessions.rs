@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{text, Store, StoreError};
+use super::{text, Dialect, Store, StoreError};
 use crate::agents::SessionResult;
 use crate::archive::Session;
 use crate::sensitive::{Alert, Severity};
@@ -38,7 +38,24 @@ impl Store {
             .collect()
     }
 
+    /// The conversation a stored session belongs to.
+    pub async fn conversation_of(
+        &self,
+        tenant: &str,
+        session: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row =
+            sqlx::query("SELECT conversation FROM huixi_sessions WHERE tenant = ? AND id = ?")
+                .bind(tenant)
+                .bind(session)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|r| text(&r, 0)).transpose()
+    }
+
     /// Writes a session, its findings and its alerts, replacing whatever an earlier analysis left.
+    /// Returns false, writing nothing, when the store already holds this session for the same input
+    /// hash: two workers that raced on one redelivered job leave one write, not two.
     pub async fn save_session(
         &self,
         tenant: &str,
@@ -46,13 +63,32 @@ impl Store {
         input_hash: &str,
         result: &SessionResult,
         alerts: &[Alert],
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
+        let lock = match self.dialect {
+            Dialect::MySql => " FOR UPDATE",
+            Dialect::Sqlite => "",
+        };
+        let existing = sqlx::query(&format!(
+            "SELECT input_hash, writes FROM huixi_sessions WHERE tenant = ? AND id = ?{lock}"
+        ))
+        .bind(tenant)
+        .bind(&session.id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let writes = match &existing {
+            Some(row) if text(row, 0)? == input_hash => {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            Some(row) => row.try_get::<i64, _>(1)? + 1,
+            None => 1,
+        };
         delete_session_rows(&mut tx, tenant, &session.id).await?;
         let result_json = serde_json::to_string(result).expect("results serialize");
         sqlx::query(
             "INSERT INTO huixi_sessions (tenant, id, conversation, kind, participants, start_ms, end_ms, \
-             message_count, input_hash, result, analysed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             message_count, input_hash, result, analysed_at, writes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(tenant)
         .bind(&session.id)
@@ -65,6 +101,7 @@ impl Store {
         .bind(input_hash)
         .bind(result_json)
         .bind(chrono::Utc::now().timestamp_millis())
+        .bind(writes)
         .execute(&mut *tx)
         .await?;
         for f in result.findings() {
@@ -101,7 +138,7 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Removes sessions that no longer exist (their messages now belong to a merged session).

@@ -1,0 +1,250 @@
+//! A worker pool: takes jobs from a queue, analyses each job's conversation, and acknowledges the job
+//! only after its results are committed to the store. A job that fails is retried after the pool's
+//! delay and, after its last try, set aside in the dead letters with the reason; an unparseable job goes
+//! there at once. SIGTERM or Ctrl-C stops taking jobs; jobs in flight finish before the process exits.
+
+pub mod pool;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::agents::llm::LlmAnalysers;
+use crate::agents::offline::OfflineAnalysers;
+use crate::pipeline::{self, Analysers, Options};
+use crate::queue::{Delivery, Queue};
+use crate::sensitive::{Registry, RiskRules};
+use crate::store::Store;
+use pool::{PoolDef, RetryPolicy};
+
+/// What every job of a worker process shares.
+pub struct Context {
+    pub store: Store,
+    pub lexicons: Registry,
+    pub offline: OfflineAnalysers,
+    pub llm: Option<LlmAnalysers>,
+    pub idle_gap_ms: i64,
+    pub rules: RiskRules,
+}
+
+impl Context {
+    pub fn options(&self, tenant: &str) -> Options {
+        Options {
+            tenant: tenant.to_string(),
+            idle_gap_ms: self.idle_gap_ms,
+            rules: self.rules.clone(),
+        }
+    }
+
+    pub fn analysers(&self) -> Analysers<'_> {
+        Analysers {
+            offline: &self.offline,
+            llm: self.llm.as_ref(),
+        }
+    }
+}
+
+/// When a worker stops taking jobs (it always stops on SIGTERM or Ctrl-C too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    Stopped,
+    /// Nothing waiting and nothing in flight: for batch runs and tests.
+    Drained,
+    /// After taking this many jobs.
+    Taken(u64),
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    taken: AtomicU64,
+    done: AtomicU64,
+    retried: AtomicU64,
+    dead: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+/// A pool's counters when it stopped.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Tally {
+    pub taken: u64,
+    pub done: u64,
+    pub retried: u64,
+    pub dead: u64,
+}
+
+impl Counters {
+    fn tally(&self) -> Tally {
+        Tally {
+            taken: self.taken.load(Ordering::Relaxed),
+            done: self.done.load(Ordering::Relaxed),
+            retried: self.retried.load(Ordering::Relaxed),
+            dead: self.dead.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// How long one wait for a job lasts before the loop looks at its stop conditions again.
+const POLL: Duration = Duration::from_millis(300);
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+pub async fn run(
+    ctx: Arc<Context>,
+    queue: Arc<Queue>,
+    pool: &PoolDef,
+    until: Until,
+) -> anyhow::Result<Tally> {
+    let stopping = Arc::new(AtomicBool::new(false));
+    tokio::spawn(watch_signals(stopping.clone()));
+    let counters = Arc::new(Counters::default());
+    let slots = Arc::new(Semaphore::new(pool.concurrency));
+    let mut tasks = JoinSet::new();
+    let mut reported = Instant::now();
+    tracing::info!(queue = %pool.queue, concurrency = pool.concurrency, "worker started");
+    loop {
+        if stopping.load(Ordering::Relaxed) {
+            tracing::info!("stop asked: taking no more jobs, finishing those in flight");
+            break;
+        }
+        if let Until::Taken(n) = until {
+            if counters.taken.load(Ordering::Relaxed) >= n {
+                break;
+            }
+        }
+        while tasks.try_join_next().is_some() {}
+        if reported.elapsed() >= REPORT_EVERY {
+            report(&queue, &counters).await;
+            reported = Instant::now();
+        }
+        // A slot first, then a job: a job is never taken without a slot to run it in.
+        let Ok(permit) = tokio::time::timeout(POLL, slots.clone().acquire_owned()).await else {
+            continue;
+        };
+        let permit = permit.expect("the semaphore is never closed");
+        let delivery = match queue.next(POLL).await {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                if until == Until::Drained
+                    && counters.in_flight.load(Ordering::Relaxed) == 0
+                    && queue.depth().await?.0 == 0
+                {
+                    break;
+                }
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!("cannot take a job: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        counters.taken.fetch_add(1, Ordering::Relaxed);
+        counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        let (ctx, queue, counters, retry) = (
+            ctx.clone(),
+            queue.clone(),
+            counters.clone(),
+            pool.retry.clone(),
+        );
+        tasks.spawn(async move {
+            process(&ctx, &queue, delivery, &retry, &counters).await;
+            counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    report(&queue, &counters).await;
+    Ok(counters.tally())
+}
+
+async fn report(queue: &Queue, counters: &Counters) {
+    let t = counters.tally();
+    let (waiting, dead_letters) = queue.depth().await.unwrap_or((0, 0));
+    tracing::info!(
+        taken = t.taken,
+        done = t.done,
+        retried = t.retried,
+        dead_lettered = t.dead,
+        in_flight = counters.in_flight.load(Ordering::Relaxed),
+        lag = waiting,
+        dead_letters,
+        "pool"
+    );
+}
+
+async fn watch_signals(stopping: Arc<AtomicBool>) {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+    stopping.store(true, Ordering::Relaxed);
+}
+
+async fn process(
+    ctx: &Context,
+    queue: &Queue,
+    d: Delivery,
+    retry: &RetryPolicy,
+    counters: &Counters,
+) {
+    let job = match &d.job {
+        Ok(job) => job.clone(),
+        Err(reason) => {
+            let reason = format!("poison: {reason}");
+            tracing::warn!("{reason}");
+            if let Err(e) = queue.bury(d, &reason).await {
+                tracing::error!("cannot dead-letter a poison job: {e}");
+            }
+            counters.dead.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    let opts = ctx.options(&job.tenant);
+    let outcome = pipeline::analyze_conversation(
+        &ctx.store,
+        &ctx.lexicons,
+        &ctx.analysers(),
+        &opts,
+        None,
+        &job.conversation,
+    )
+    .await;
+    let attempts = d.attempts;
+    let acted = match outcome {
+        Ok(done) => {
+            tracing::debug!(tenant = %job.tenant, conversation = %job.conversation,
+                sessions = done.sessions, written = done.written, "job done");
+            counters.done.fetch_add(1, Ordering::Relaxed);
+            queue.ack(d).await
+        }
+        Err(e) if attempts >= retry.max_tries => {
+            let reason = format!("failed {attempts} times, last: {e:#}");
+            tracing::warn!(tenant = %job.tenant, conversation = %job.conversation, "{reason}");
+            counters.dead.fetch_add(1, Ordering::Relaxed);
+            queue.bury(d, &reason).await
+        }
+        Err(e) => {
+            let delay = retry.delay(attempts);
+            tracing::info!(tenant = %job.tenant, conversation = %job.conversation, attempts,
+                "job failed, retrying in {delay:?}: {e:#}");
+            counters.retried.fetch_add(1, Ordering::Relaxed);
+            queue.retry(d, delay, &format!("{e:#}")).await
+        }
+    };
+    // The job stays with the queue (lease or unacknowledged delivery) and comes back: harmless, since
+    // analysing a conversation again writes nothing that is already there.
+    if let Err(e) = acted {
+        tracing::error!("could not settle a job with the queue, it will be delivered again: {e}");
+    }
+}
