@@ -44,9 +44,9 @@ impl QueueArgs {
         }
         let store = Store::connect(&self.db).await?;
         let queue = match &self.amqp {
-            Some(url) => Queue::Amqp(
+            Some(url) => Queue::Amqp(Box::new(
                 AmqpQueue::connect(url, &pool.queue, &pool.retry.delays(), pool.prefetch).await?,
-            ),
+            )),
             None => Queue::Embedded(EmbeddedQueue::new(
                 store.clone(),
                 &pool.queue,

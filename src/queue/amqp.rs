@@ -78,7 +78,10 @@ impl AmqpQueue {
     }
 
     async fn open(&self) -> Result<Link, QueueError> {
-        let connection = Connection::connect(&self.url, ConnectionProperties::default())
+        // Named after the queue, so an operator (or a test) can tell huixi's connections apart.
+        let props = ConnectionProperties::default()
+            .with_connection_name(format!("huixi {}", self.name).into());
+        let connection = Connection::connect(&self.url, props)
             .await
             .map_err(|e| self.error(e))?;
         let channel = connection

@@ -99,7 +99,7 @@ pub enum QueueError {
 /// The queue a pool consumes, embedded or on RabbitMQ.
 pub enum Queue {
     Embedded(EmbeddedQueue),
-    Amqp(AmqpQueue),
+    Amqp(Box<AmqpQueue>),
 }
 
 impl Queue {

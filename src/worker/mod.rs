@@ -36,7 +36,7 @@ impl Context {
         Options {
             tenant: tenant.to_string(),
             idle_gap_ms: self.idle_gap_ms,
-            rules: self.rules.clone(),
+            rules: self.rules,
         }
     }
 
@@ -103,6 +103,7 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(pool.concurrency));
     let mut tasks = JoinSet::new();
     let mut reported = Instant::now();
+    let mut quiet = false;
     tracing::info!(queue = %pool.queue, concurrency = pool.concurrency, "worker started");
     loop {
         if stopping.load(Ordering::Relaxed) {
@@ -127,12 +128,15 @@ pub async fn run(
         let delivery = match queue.next(POLL).await {
             Ok(Some(d)) => d,
             Ok(None) => {
-                if until == Until::Drained
+                let idle = until == Until::Drained
                     && counters.in_flight.load(Ordering::Relaxed) == 0
-                    && queue.depth().await?.0 == 0
-                {
+                    && queue.depth().await?.0 == 0;
+                // RabbitMQ does not count messages already pushed to this consumer, so "empty" must
+                // hold across one more wait for a delivery before the worker believes it.
+                if idle && quiet {
                     break;
                 }
+                quiet = idle;
                 continue;
             }
             Err(e) => {
@@ -141,6 +145,7 @@ pub async fn run(
                 continue;
             }
         };
+        quiet = false;
         counters.taken.fetch_add(1, Ordering::Relaxed);
         counters.in_flight.fetch_add(1, Ordering::Relaxed);
         let (ctx, queue, counters, retry) = (

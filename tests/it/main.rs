@@ -6,4 +6,5 @@ mod helpers;
 mod llm;
 mod mariadb;
 mod mock_llm;
+mod queue;
 mod words;

@@ -26,6 +26,8 @@ pub enum Behaviour {
     SlowFirst(Duration),
     /// Gives full marks when the conversation asks for them, as a naive model might.
     ObeysInjection,
+    /// Every request is answered only after this long: a slow model.
+    Slow(Duration),
 }
 
 pub struct Recorded {
@@ -131,6 +133,7 @@ async fn chat(
                 .into_response();
         }
         Behaviour::SlowFirst(wait) if first => tokio::time::sleep(*wait).await,
+        Behaviour::Slow(wait) => tokio::time::sleep(*wait).await,
         _ => {}
     }
     let name = schema_name(&body);
