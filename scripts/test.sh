@@ -20,4 +20,10 @@ if ! mariadb -uroot -h127.0.0.1 -e 'SELECT 1' >/dev/null 2>&1; then
   wait_for MariaDB mariadb -uroot -h127.0.0.1 -e 'SELECT 1'
 fi
 
+if ! rabbitmqctl -q status >/dev/null 2>&1; then
+  echo "starting RabbitMQ"
+  rabbitmq-server -detached
+  wait_for RabbitMQ rabbitmqctl -q await_startup
+fi
+
 cargo test --locked "$@"

@@ -65,6 +65,8 @@ struct Counters {
     retried: AtomicU64,
     dead: AtomicU64,
     in_flight: AtomicU64,
+    /// Microseconds spent in jobs, summed over slots.
+    busy_us: AtomicU64,
 }
 
 /// A pool's counters when it stopped.
@@ -74,15 +76,27 @@ pub struct Tally {
     pub done: u64,
     pub retried: u64,
     pub dead: u64,
+    /// Jobs settled per second, from the first job taken to the last one settled.
+    pub jobs_per_sec: f64,
+    /// The share of the pool's slots that held a job over that span (1.0: never a slot idle).
+    pub busy_fraction: f64,
 }
 
 impl Counters {
-    fn tally(&self) -> Tally {
+    fn tally(&self, span: Duration, slots: usize) -> Tally {
+        let secs = span.as_secs_f64();
+        let busy = self.busy_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let settled = self.done.load(Ordering::Relaxed)
+            + self.retried.load(Ordering::Relaxed)
+            + self.dead.load(Ordering::Relaxed);
+        let ratio = |x: f64, y: f64| if y > 0.0 { x / y } else { 0.0 };
         Tally {
             taken: self.taken.load(Ordering::Relaxed),
             done: self.done.load(Ordering::Relaxed),
             retried: self.retried.load(Ordering::Relaxed),
             dead: self.dead.load(Ordering::Relaxed),
+            jobs_per_sec: ratio(settled as f64, secs),
+            busy_fraction: ratio(busy, secs * slots as f64),
         }
     }
 }
@@ -104,6 +118,9 @@ pub async fn run(
     let mut tasks = JoinSet::new();
     let mut reported = Instant::now();
     let mut quiet = false;
+    // The span the pool's figures cover: first job taken to last job settled.
+    let first_taken: Arc<std::sync::OnceLock<Instant>> = Arc::default();
+    let last_settled: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
     tracing::info!(queue = %pool.queue, concurrency = pool.concurrency, "worker started");
     loop {
         if stopping.load(Ordering::Relaxed) {
@@ -148,25 +165,36 @@ pub async fn run(
         quiet = false;
         counters.taken.fetch_add(1, Ordering::Relaxed);
         counters.in_flight.fetch_add(1, Ordering::Relaxed);
-        let (ctx, queue, counters, retry) = (
+        first_taken.get_or_init(Instant::now);
+        let (ctx, queue, counters, retry, last_settled) = (
             ctx.clone(),
             queue.clone(),
             counters.clone(),
             pool.retry.clone(),
+            last_settled.clone(),
         );
         tasks.spawn(async move {
+            let started = Instant::now();
             process(&ctx, &queue, delivery, &retry, &counters).await;
+            counters
+                .busy_us
+                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            *last_settled.lock().expect("clock lock") = Some(Instant::now());
             counters.in_flight.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
     }
     while tasks.join_next().await.is_some() {}
     report(&queue, &counters).await;
-    Ok(counters.tally())
+    let span = match (first_taken.get(), *last_settled.lock().expect("clock lock")) {
+        (Some(a), Some(b)) => b.duration_since(*a),
+        _ => Duration::ZERO,
+    };
+    Ok(counters.tally(span, pool.concurrency))
 }
 
 async fn report(queue: &Queue, counters: &Counters) {
-    let t = counters.tally();
+    let t = counters.tally(Duration::ZERO, 1);
     let (waiting, dead_letters) = queue.depth().await.unwrap_or((0, 0));
     tracing::info!(
         taken = t.taken,
