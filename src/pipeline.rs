@@ -183,6 +183,13 @@ pub async fn analyze_conversation(
                         u.run_id = run;
                     }
                     store.record_usage(&usage).await?;
+                    for u in &usage {
+                        metrics::counter!("huixi_llm_tokens_total", "kind" => "prompt")
+                            .increment(u.prompt_tokens);
+                        metrics::counter!("huixi_llm_tokens_total", "kind" => "completion")
+                            .increment(u.completion_tokens);
+                        metrics::counter!("huixi_llm_cost_micros_total").increment((u.cost * 1e6) as u64);
+                    }
                     result = from_model;
                 }
                 // A session with a failed agent is stored under a hash no input matches, so the
@@ -197,6 +204,12 @@ pub async fn analyze_conversation(
                     .await
                     .with_context(|| format!("saving session {}", session.id))?;
                 done.written += written as usize;
+                if written {
+                    for a in &alerts {
+                        metrics::counter!("huixi_alerts_total", "severity" => a.severity.as_str())
+                            .increment(1);
+                    }
+                }
                 (result, alerts)
             }
         };

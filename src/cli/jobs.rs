@@ -37,7 +37,7 @@ pub struct QueueArgs {
 }
 
 impl QueueArgs {
-    async fn open(&self) -> anyhow::Result<(Store, PoolDef, Arc<Queue>)> {
+    pub(super) async fn open(&self) -> anyhow::Result<(Store, PoolDef, Arc<Queue>)> {
         let mut pool = PoolDef::load(self.pools.as_deref(), &self.pool)?;
         if let Some(q) = &self.queue {
             pool.queue = q.clone();
@@ -104,6 +104,7 @@ pub async fn enqueue(args: EnqueueArgs) -> anyhow::Result<()> {
             tenant: args.tenant.clone(),
             conversation,
             lane: args.lane.unwrap_or(Lane::OnDemand),
+            request: None,
         }]
     } else {
         for f in &args.files {
@@ -127,6 +128,7 @@ pub async fn enqueue(args: EnqueueArgs) -> anyhow::Result<()> {
                 tenant: args.tenant.clone(),
                 conversation,
                 lane: args.lane.unwrap_or(Lane::Batch),
+                request: None,
             })
             .collect()
     };

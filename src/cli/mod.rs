@@ -5,6 +5,7 @@
 mod analysis;
 mod analyze;
 mod jobs;
+mod serve;
 mod words;
 
 use std::path::Path;
@@ -55,6 +56,11 @@ pub enum Command {
     /// Jobs given up on: list them or put them back in the queue.
     #[command(subcommand)]
     Dlq(jobs::DlqCommand),
+    /// Run the HTTP API for the CRM (and the worker pool, unless --no-worker).
+    Serve(Box<serve::ServeArgs>),
+    /// API tokens.
+    #[command(subcommand)]
+    Token(serve::TokenCommand),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -81,6 +87,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Enqueue(args) => jobs::enqueue(*args).await,
         Command::Worker(args) => jobs::worker(*args).await,
         Command::Dlq(command) => jobs::dlq(command).await,
+        Command::Serve(args) => serve::serve(*args).await,
+        Command::Token(command) => serve::token(command).await,
     }
 }
 

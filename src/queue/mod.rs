@@ -46,6 +46,9 @@ pub struct Job {
     pub tenant: String,
     pub conversation: String,
     pub lane: Lane,
+    /// The API request this job belongs to, whose progress it reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<i64>,
 }
 
 impl Job {

@@ -36,6 +36,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0003_jobs.sql"),
         mysql: include_str!("../../migrations/mysql/0003_jobs.sql"),
     },
+    Migration {
+        version: 4,
+        name: "api",
+        sqlite: include_str!("../../migrations/sqlite/0004_api.sql"),
+        mysql: include_str!("../../migrations/mysql/0004_api.sql"),
+    },
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<(), StoreError> {

@@ -2,6 +2,7 @@
 //! (production). One implementation over sqlx's `Any` driver serves both, with the few places where the
 //! dialects differ spelled out in [`Dialect`]; all tables carry the `huixi_` prefix and a tenant column.
 
+mod api;
 mod jobs;
 mod llm;
 mod messages;
@@ -14,6 +15,7 @@ use std::str::FromStr;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::AnyPool;
 
+pub use api::{Principal, SessionFilter};
 pub use jobs::DeadJob;
 pub use llm::{CachedAnswer, UsageGrouping, UsageRow};
 pub use runs::RunRecord;
@@ -98,6 +100,31 @@ impl Store {
             })?;
         migrate::run(&pool, dialect).await?;
         Ok(Store { pool, dialect })
+    }
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+impl Store {
+    /// Runs `INSERT …` (with its values bound by `bind`) and returns the new row's id. sqlx's Any
+    /// driver reports no insert id for SQLite, and MySQL has no RETURNING: ask each its way.
+    async fn insert_returning_id(
+        &self,
+        sql: &str,
+        bind: impl for<'q> Fn(AnyQuery<'q>) -> AnyQuery<'q>,
+    ) -> Result<i64, StoreError> {
+        use sqlx::Row;
+        match self.dialect {
+            Dialect::Sqlite => {
+                let sql = format!("{sql} RETURNING id");
+                Ok(bind(sqlx::query(&sql)).fetch_one(&self.pool).await?.try_get(0)?)
+            }
+            Dialect::MySql => bind(sqlx::query(sql))
+                .execute(&self.pool)
+                .await?
+                .last_insert_id()
+                .ok_or_else(|| StoreError::Corrupt(format!("the store returned no id for {sql}"))),
+        }
     }
 }
 

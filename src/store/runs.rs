@@ -1,9 +1,8 @@
 //! Runs: one row per `huixi analyze`, with the lines it rejected, so an operator can see later what a run
 //! read, what it wrote and what it refused.
 
-use sqlx::Row;
 
-use super::{Dialect, Store, StoreError};
+use super::{Store, StoreError};
 use crate::archive::RejectedLine;
 
 #[derive(Debug, Default, Clone)]
@@ -17,28 +16,14 @@ pub struct RunRecord {
 
 impl Store {
     pub async fn start_run(&self, tenant: &str, files: &[String]) -> Result<i64, StoreError> {
-        let sql = "INSERT INTO huixi_runs (tenant, started_at, files) VALUES (?, ?, ?)";
-        let query = |sql| {
-            sqlx::query(sql)
-                .bind(tenant)
-                .bind(chrono::Utc::now().timestamp_millis())
-                .bind(serde_json::to_string(files).expect("strings serialize"))
-        };
-        // sqlx's Any driver reports no insert id for SQLite, and MySQL has no RETURNING: ask each its way.
-        let id = match self.dialect {
-            Dialect::Sqlite => query(&format!("{sql} RETURNING id"))
-                .fetch_one(&self.pool)
-                .await?
-                .get::<i64, _>(0),
-            Dialect::MySql => query(sql)
-                .execute(&self.pool)
-                .await?
-                .last_insert_id()
-                .ok_or_else(|| {
-                    StoreError::Corrupt("the store returned no id for a new run".into())
-                })?,
-        };
-        Ok(id)
+        let tenant = tenant.to_string();
+        let files = serde_json::to_string(files).expect("strings serialize");
+        let started = chrono::Utc::now().timestamp_millis();
+        self.insert_returning_id(
+            "INSERT INTO huixi_runs (tenant, started_at, files) VALUES (?, ?, ?)",
+            |q| q.bind(tenant.clone()).bind(started).bind(files.clone()),
+        )
+        .await
     }
 
     pub async fn record_rejected(

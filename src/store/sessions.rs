@@ -166,37 +166,39 @@ impl Store {
         };
         let result: SessionResult = serde_json::from_str(&text(&row, 0)?)
             .map_err(|e| StoreError::Corrupt(format!("session {id}: {e}")))?;
-        let rows = sqlx::query(
-            "SELECT msgid, kind, category, severity, word, text, start_char, end_char, evidence FROM huixi_alerts \
-             WHERE tenant = ? AND session_id = ? ORDER BY id",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {ALERT_COLUMNS} FROM huixi_alerts WHERE tenant = ? AND session_id = ? ORDER BY id"
+        ))
         .bind(tenant)
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        let alerts = rows
-            .iter()
-            .map(|r| {
-                let severity = text(r, 3)?;
-                Ok(Alert {
-                    session: id.to_string(),
-                    msgid: text(r, 0)?,
-                    kind: text(r, 1)?,
-                    category: text(r, 2)?,
-                    severity: severity
-                        .parse::<Severity>()
-                        .map_err(|_| StoreError::Corrupt(format!("alert severity {severity:?}")))?,
-                    word: text(r, 4)?,
-                    text: text(r, 5)?,
-                    start: r.get::<i64, _>(6) as usize,
-                    end: r.get::<i64, _>(7) as usize,
-                    evidence: serde_json::from_str(&text(r, 8)?)
-                        .map_err(|e| StoreError::Corrupt(format!("alert evidence: {e}")))?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let alerts = rows.iter().map(alert).collect::<Result<Vec<_>, _>>()?;
         Ok(Some((result, alerts)))
     }
+}
+
+pub(super) const ALERT_COLUMNS: &str =
+    "session_id, msgid, kind, category, severity, word, text, start_char, end_char, evidence";
+
+/// An alert from a row of [`ALERT_COLUMNS`].
+pub(super) fn alert(r: &sqlx::any::AnyRow) -> Result<Alert, StoreError> {
+    let severity = text(r, 4)?;
+    Ok(Alert {
+        session: text(r, 0)?,
+        msgid: text(r, 1)?,
+        kind: text(r, 2)?,
+        category: text(r, 3)?,
+        severity: severity
+            .parse::<Severity>()
+            .map_err(|_| StoreError::Corrupt(format!("alert severity {severity:?}")))?,
+        word: text(r, 5)?,
+        text: text(r, 6)?,
+        start: r.try_get::<i64, _>(7)? as usize,
+        end: r.try_get::<i64, _>(8)? as usize,
+        evidence: serde_json::from_str(&text(r, 9)?)
+            .map_err(|e| StoreError::Corrupt(format!("alert evidence: {e}")))?,
+    })
 }
 
 async fn delete_session_rows(

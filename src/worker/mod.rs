@@ -179,6 +179,7 @@ pub async fn run(
             counters
                 .busy_us
                 .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            metrics::histogram!("huixi_job_seconds").record(started.elapsed().as_secs_f64());
             *last_settled.lock().expect("clock lock") = Some(Instant::now());
             counters.in_flight.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
@@ -258,13 +259,20 @@ async fn process(
         Ok(done) => {
             tracing::debug!(tenant = %job.tenant, conversation = %job.conversation,
                 sessions = done.sessions, written = done.written, "job done");
+            if let Some(request) = job.request {
+                if let Err(e) = ctx.store.finish_request_item(request, &job.conversation).await {
+                    tracing::warn!("cannot record progress of request {request}: {e}");
+                }
+            }
             counters.done.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("huixi_jobs_total", "outcome" => "done").increment(1);
             queue.ack(d).await
         }
         Err(e) if attempts >= retry.max_tries => {
             let reason = format!("failed {attempts} times, last: {e:#}");
             tracing::warn!(tenant = %job.tenant, conversation = %job.conversation, "{reason}");
             counters.dead.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("huixi_jobs_total", "outcome" => "dead").increment(1);
             queue.bury(d, &reason).await
         }
         Err(e) => {
@@ -272,6 +280,7 @@ async fn process(
             tracing::info!(tenant = %job.tenant, conversation = %job.conversation, attempts,
                 "job failed, retrying in {delay:?}: {e:#}");
             counters.retried.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("huixi_jobs_total", "outcome" => "retried").increment(1);
             queue.retry(d, delay, &format!("{e:#}")).await
         }
     };

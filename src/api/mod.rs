@@ -1,0 +1,120 @@
+//! `huixi serve`: the HTTP API the CRM's admin UI calls (axum), and the worker pool in the same process
+//! unless told otherwise, so one process is a whole deployment on the embedded defaults.
+//!
+//! Routes (all JSON; `openapi.json` describes them):
+//! - tenant token: `POST /v1/reanalyze`, `GET /v1/jobs/{id}`, `GET /v1/sessions`, `GET /v1/sessions/{id}`,
+//!   `GET /v1/alerts`, `PUT /v1/lexicon`, `PUT /v1/whitelist`;
+//! - admin token: `POST /admin/tokens`, `DELETE /admin/tokens/{id}`;
+//! - open: `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus), `GET /openapi.json`.
+
+mod auth;
+mod error;
+mod routes;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+pub use auth::new_token;
+
+use crate::queue::Queue;
+use crate::sensitive::{Lexicon, Registry};
+use crate::worker::Context;
+
+/// JSON bodies are small; lexicon uploads may be large.
+const JSON_LIMIT: usize = 256 * 1024;
+const LEXICON_LIMIT: usize = 16 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub ctx: Arc<Context>,
+    pub queue: Arc<Queue>,
+    pub metrics: PrometheusHandle,
+}
+
+pub fn router(state: AppState) -> Router {
+    let uploads = Router::new()
+        .route("/v1/lexicon", put(routes::put_lexicon))
+        .route("/v1/whitelist", put(routes::put_whitelist))
+        .layer(DefaultBodyLimit::max(LEXICON_LIMIT));
+    Router::new()
+        .route("/v1/reanalyze", post(routes::reanalyze))
+        .route("/v1/jobs/{id}", get(routes::job))
+        .route("/v1/sessions", get(routes::sessions))
+        .route("/v1/sessions/{id}", get(routes::session))
+        .route("/v1/alerts", get(routes::alerts))
+        .route("/admin/tokens", post(routes::create_token))
+        .route("/admin/tokens/{id}", delete(routes::revoke_token))
+        .route("/healthz", get(routes::health))
+        .route("/readyz", get(routes::ready))
+        .route("/metrics", get(routes::metrics))
+        .route("/openapi.json", get(routes::openapi))
+        .layer(DefaultBodyLimit::max(JSON_LIMIT))
+        .merge(uploads)
+        // A route layer, so the matched route (not the raw path, which holds ids) labels the metrics.
+        .route_layer(axum::middleware::from_fn(observe))
+        .fallback(routes::fallback)
+        .with_state(state)
+}
+
+/// Request counts and latency per route, and a log line per request.
+async fn observe(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    let secs = started.elapsed().as_secs_f64();
+    metrics::counter!("huixi_http_requests_total", "route" => route.clone(), "status" => status.clone())
+        .increment(1);
+    metrics::histogram!("huixi_http_request_seconds", "route" => route.clone()).record(secs);
+    tracing::info!(%method, %route, %status, ms = (secs * 1e3) as u64, "http");
+    response
+}
+
+/// Builds a tenant's engine from uploaded lexicon and whitelist texts and swaps it in.
+pub fn install_lexicon(registry: &Registry, tenant: &str, lexicon: &str, whitelist: &str) {
+    let mut lex = if lexicon.trim().is_empty() {
+        Lexicon::starter()
+    } else {
+        Lexicon::parse(&format!("lexicon of {tenant}"), lexicon).0
+    };
+    if !whitelist.trim().is_empty() {
+        lex.whitelist = Lexicon::parse_whitelist(&format!("whitelist of {tenant}"), whitelist).0;
+    }
+    registry.set(tenant, lex);
+}
+
+/// Serves until SIGTERM or Ctrl-C, then lets requests in progress finish.
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> anyhow::Result<()> {
+    for (tenant, lexicon, whitelist) in state.ctx.store.tenant_lexicons().await? {
+        install_lexicon(&state.ctx.lexicons, &tenant, &lexicon, &whitelist);
+    }
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async {
+            let term = async {
+                if let Ok(mut s) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                {
+                    s.recv().await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                _ = term => {},
+                _ = tokio::signal::ctrl_c() => {},
+            }
+        })
+        .await?;
+    Ok(())
+}

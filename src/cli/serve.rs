@@ -1,0 +1,106 @@
+//! `huixi serve` (the HTTP API, with the worker pool in the same process unless `--no-worker`) and
+//! `huixi token` (API tokens, for bootstrapping the first admin token and for scripts).
+
+use std::sync::Arc;
+
+use anyhow::bail;
+use clap::{Args, Subcommand};
+
+use super::analysis::AnalysisArgs;
+use super::jobs::QueueArgs;
+use crate::api::{self, AppState};
+use crate::worker::{self, Until};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the address is printed on stdout).
+    #[arg(long, env = "HUIXI_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Serve the API only; workers run elsewhere (`huixi worker`).
+    #[arg(long)]
+    pub no_worker: bool,
+    /// The tenant that --lexicon and agent overrides apply to.
+    #[arg(long, env = "HUIXI_TENANT", default_value = "default")]
+    pub tenant: String,
+    #[command(flatten)]
+    pub queue: QueueArgs,
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
+    let (store, pool, queue) = args.queue.open().await?;
+    let ctx = Arc::new(args.analysis.context(&store, &args.tenant)?);
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    println!("listening on http://{}", listener.local_addr()?);
+    let worker = (!args.no_worker).then(|| {
+        let (ctx, queue, pool) = (ctx.clone(), queue.clone(), pool.clone());
+        tokio::spawn(async move { worker::run(ctx, queue, &pool, Until::Stopped).await })
+    });
+    let state = AppState {
+        ctx,
+        queue,
+        metrics,
+    };
+    api::serve(listener, state).await?;
+    if let Some(w) = worker {
+        let tally = w.await??;
+        tracing::info!(?tally, "worker stopped");
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it (it is shown once; only its hash is stored).
+    Create {
+        #[arg(long, required_unless_present = "admin")]
+        tenant: Option<String>,
+        /// A token that manages tenants' tokens instead of reading a tenant's data.
+        #[arg(long)]
+        admin: bool,
+        #[arg(long, default_value = "")]
+        label: String,
+        #[arg(long, env = "HUIXI_DB", default_value = "sqlite://huixi.db")]
+        db: String,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        id: i64,
+        #[arg(long, env = "HUIXI_DB", default_value = "sqlite://huixi.db")]
+        db: String,
+    },
+}
+
+pub async fn token(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create {
+            tenant,
+            admin,
+            label,
+            db,
+        } => {
+            let store = crate::store::Store::connect(&db).await?;
+            let tenant = tenant.unwrap_or_else(|| "*".to_string());
+            let token = api::new_token();
+            let id = store.create_token(&tenant, &token, admin, &label).await?;
+            println!(
+                "{}",
+                serde_json::json!({"id": id, "tenant": tenant, "admin": admin, "token": token})
+            );
+        }
+        TokenCommand::Revoke { id, db } => {
+            let store = crate::store::Store::connect(&db).await?;
+            if !store.revoke_token(id).await? {
+                bail!("no active token {id}");
+            }
+            println!("token {id} revoked");
+        }
+    }
+    Ok(())
+}
