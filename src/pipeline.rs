@@ -188,7 +188,8 @@ pub async fn analyze_conversation(
                             .increment(u.prompt_tokens);
                         metrics::counter!("huixi_llm_tokens_total", "kind" => "completion")
                             .increment(u.completion_tokens);
-                        metrics::counter!("huixi_llm_cost_micros_total").increment((u.cost * 1e6) as u64);
+                        metrics::counter!("huixi_llm_cost_micros_total")
+                            .increment((u.cost * 1e6) as u64);
                     }
                     result = from_model;
                 }

@@ -24,7 +24,10 @@ async fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiErro
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
-            ApiError::new(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <token>")
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing Authorization: Bearer <token>",
+            )
         })?;
     state
         .ctx
@@ -56,7 +59,10 @@ impl FromRequestParts<AppState> for Admin {
         if principal(parts, state).await?.admin {
             Ok(Admin)
         } else {
-            Err(ApiError::new(StatusCode::FORBIDDEN, "this route needs an admin token"))
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "this route needs an admin token",
+            ))
         }
     }
 }

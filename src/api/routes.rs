@@ -32,12 +32,14 @@ impl Time {
         match self {
             Time::Millis(ms) => Ok(*ms),
             // Query strings carry numbers as text.
-            Time::Text(t) if t.bytes().all(|b| b.is_ascii_digit()) && !t.is_empty() => {
-                t.parse().map_err(|e| ApiError::bad_request(format!("{field}: {e}")))
-            }
+            Time::Text(t) if t.bytes().all(|b| b.is_ascii_digit()) && !t.is_empty() => t
+                .parse()
+                .map_err(|e| ApiError::bad_request(format!("{field}: {e}"))),
             Time::Text(t) => chrono::DateTime::parse_from_rfc3339(t)
                 .map(|d| d.timestamp_millis())
-                .map_err(|e| ApiError::bad_request(format!("{field}: {t:?} is not an RFC 3339 time: {e}"))),
+                .map_err(|e| {
+                    ApiError::bad_request(format!("{field}: {t:?} is not an RFC 3339 time: {e}"))
+                }),
         }
     }
 }
@@ -86,15 +88,28 @@ pub async fn reanalyze(
     body: Result<Json<Selection>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(sel) = body?;
-    if sel.session.is_none() && sel.customer.is_none() && sel.staff.is_none() && sel.from.is_none() && sel.to.is_none() {
+    if sel.session.is_none()
+        && sel.customer.is_none()
+        && sel.staff.is_none()
+        && sel.from.is_none()
+        && sel.to.is_none()
+    {
         return Err(ApiError::bad_request(
             "say which sessions: session, customer, staff, from and/or to",
         ));
     }
     let filter = sel.filter()?;
-    let conversations = state.ctx.store.conversations_matching(&tenant, &filter).await?;
+    let conversations = state
+        .ctx
+        .store
+        .conversations_matching(&tenant, &filter)
+        .await?;
     if conversations.is_empty() {
-        return Err(ApiError::not_found("no session matching the selection was"));
+        // Sessions exist once the batch has analysed them; until then there is nothing to redo.
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no analysed session matches the selection",
+        ));
     }
     let query = format!("{filter:?}");
     let id = state
@@ -115,7 +130,10 @@ pub async fn reanalyze(
     if confirmed < jobs.len() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("the queue confirmed {confirmed} of {} jobs of request {id}", jobs.len()),
+            format!(
+                "the queue confirmed {confirmed} of {} jobs of request {id}",
+                jobs.len()
+            ),
         ));
     }
     Ok((
@@ -136,7 +154,9 @@ pub async fn job(
         .request_status(&tenant, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("job {id}")))?;
-    Ok(Json(serde_json::to_value(status).expect("status serializes")))
+    Ok(Json(
+        serde_json::to_value(status).expect("status serializes"),
+    ))
 }
 
 /// GET /v1/sessions?customer=&staff=&from=&to=&limit=&offset=
@@ -153,7 +173,9 @@ pub async fn sessions(
         .session_results(&tenant, &sel.filter()?, limit, offset)
         .await?;
     let next = (items.len() as i64 == limit).then_some(offset + limit);
-    Ok(Json(json!({"items": items, "limit": limit, "offset": offset, "next_offset": next})))
+    Ok(Json(
+        json!({"items": items, "limit": limit, "offset": offset, "next_offset": next}),
+    ))
 }
 
 /// GET /v1/sessions/{id}: the result with its alerts.
@@ -200,10 +222,18 @@ pub async fn alerts(
     let items = state
         .ctx
         .store
-        .alerts(&tenant, q.session.as_deref(), q.severity.as_deref(), limit, offset)
+        .alerts(
+            &tenant,
+            q.session.as_deref(),
+            q.severity.as_deref(),
+            limit,
+            offset,
+        )
         .await?;
     let next = (items.len() as i64 == limit).then_some(offset + limit);
-    Ok(Json(json!({"items": items, "limit": limit, "offset": offset, "next_offset": next})))
+    Ok(Json(
+        json!({"items": items, "limit": limit, "offset": offset, "next_offset": next}),
+    ))
 }
 
 /// PUT /v1/lexicon and PUT /v1/whitelist: the tenant's files, in the file formats of the CLI. The new
@@ -288,8 +318,15 @@ pub async fn create_token(
         return Err(ApiError::bad_request("tenant must be 1 to 64 characters"));
     }
     let token = new_token();
-    let id = state.ctx.store.create_token(tenant, &token, false, &t.label).await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": id, "tenant": tenant, "token": token}))))
+    let id = state
+        .ctx
+        .store
+        .create_token(tenant, &token, false, &t.label)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": id, "tenant": tenant, "token": token})),
+    ))
 }
 
 /// DELETE /admin/tokens/{id}
@@ -319,7 +356,11 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         "queue": match &queue { Ok((waiting, dead)) => json!({"waiting": waiting, "dead": dead}), Err(e) => json!(e) },
         "model": if state.ctx.llm.is_some() { "configured" } else { "offline analysers" },
     });
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body))
 }
 

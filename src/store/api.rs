@@ -46,7 +46,10 @@ impl SessionFilter {
         // Participants are stored as a JSON array of quoted ids; a quoted id cannot match inside another.
         for p in &self.participants {
             clause.push_str(" AND participants LIKE ?");
-            texts.push(format!("%{}%", serde_json::to_string(p).expect("strings serialize")));
+            texts.push(format!(
+                "%{}%",
+                serde_json::to_string(p).expect("strings serialize")
+            ));
         }
         let mut numbers = Vec::new();
         if let Some(f) = self.from_ms {
@@ -79,7 +82,12 @@ impl Store {
         admin: bool,
         label: &str,
     ) -> Result<i64, StoreError> {
-        let (tenant, hash, label, now) = (tenant.to_string(), token_hash(token), label.to_string(), now_ms());
+        let (tenant, hash, label, now) = (
+            tenant.to_string(),
+            token_hash(token),
+            label.to_string(),
+            now_ms(),
+        );
         self.insert_returning_id(
             "INSERT INTO huixi_tokens (tenant, token_hash, admin, label, created_at) VALUES (?, ?, ?, ?, ?)",
             |q| {
@@ -127,8 +135,9 @@ impl Store {
         filter: &SessionFilter,
     ) -> Result<Vec<String>, StoreError> {
         let (clause, texts, numbers) = filter.sql();
-        let sql =
-            format!("SELECT DISTINCT conversation FROM huixi_sessions WHERE {clause} ORDER BY conversation");
+        let sql = format!(
+            "SELECT DISTINCT conversation FROM huixi_sessions WHERE {clause} ORDER BY conversation"
+        );
         let mut q = sqlx::query(&sql).bind(tenant);
         for t in &texts {
             q = q.bind(t);
@@ -234,7 +243,11 @@ impl Store {
     }
 
     /// Marks a request's conversation analysed. Idempotent: a redelivered job changes nothing.
-    pub async fn finish_request_item(&self, request: i64, conversation: &str) -> Result<(), StoreError> {
+    pub async fn finish_request_item(
+        &self,
+        request: i64,
+        conversation: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE huixi_request_items SET done_at = ? WHERE request_id = ? AND conversation = ? AND done_at IS NULL",
         )
@@ -306,7 +319,13 @@ impl Store {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|r| Ok((text(r, 0)?, text(r, 1)?, optional_text(r, 2)?.unwrap_or_default())))
+            .map(|r| {
+                Ok((
+                    text(r, 0)?,
+                    text(r, 1)?,
+                    optional_text(r, 2)?.unwrap_or_default(),
+                ))
+            })
             .collect()
     }
 

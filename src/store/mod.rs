@@ -117,7 +117,10 @@ impl Store {
         match self.dialect {
             Dialect::Sqlite => {
                 let sql = format!("{sql} RETURNING id");
-                Ok(bind(sqlx::query(&sql)).fetch_one(&self.pool).await?.try_get(0)?)
+                Ok(bind(sqlx::query(&sql))
+                    .fetch_one(&self.pool)
+                    .await?
+                    .try_get(0)?)
             }
             Dialect::MySql => bind(sqlx::query(sql))
                 .execute(&self.pool)

@@ -1,7 +1,6 @@
 //! Runs: one row per `huixi analyze`, with the lines it rejected, so an operator can see later what a run
 //! read, what it wrote and what it refused.
 
-
 use super::{Store, StoreError};
 use crate::archive::RejectedLine;
 

@@ -260,7 +260,11 @@ async fn process(
             tracing::debug!(tenant = %job.tenant, conversation = %job.conversation,
                 sessions = done.sessions, written = done.written, "job done");
             if let Some(request) = job.request {
-                if let Err(e) = ctx.store.finish_request_item(request, &job.conversation).await {
+                if let Err(e) = ctx
+                    .store
+                    .finish_request_item(request, &job.conversation)
+                    .await
+                {
                     tracing::warn!("cannot record progress of request {request}: {e}");
                 }
             }

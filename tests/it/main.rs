@@ -2,6 +2,7 @@
 //! `huixi` binary or the real services (SQLite files, this machine's MariaDB) from the outside.
 
 mod analyze;
+mod api;
 mod helpers;
 mod llm;
 mod mariadb;

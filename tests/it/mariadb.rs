@@ -8,12 +8,12 @@ use crate::helpers::*;
 const SERVER: &str = "mysql://root@127.0.0.1:3306";
 
 /// A fresh, empty database; dropped when the guard goes.
-struct Scratch {
+pub struct Scratch {
     name: String,
 }
 
 impl Scratch {
-    async fn new(tag: &str) -> Scratch {
+    pub async fn new(tag: &str) -> Scratch {
         let name = format!("huixi_it_{tag}_{}", std::process::id());
         let mut conn = sqlx::MySqlConnection::connect(&format!("{SERVER}/test"))
             .await
@@ -29,7 +29,7 @@ impl Scratch {
         Scratch { name }
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("{SERVER}/{}", self.name)
     }
 }

@@ -1,0 +1,412 @@
+//! `huixi serve` through real HTTP on a local port, on SQLite and MariaDB: re-analysis round trip,
+//! tenant isolation on every route, tokens, bad requests, lexicon hot reload, health and metrics.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+use crate::mariadb::Scratch;
+
+/// A running `huixi serve` with tokens for two tenants and an admin, over a store holding the sample.
+struct Server {
+    child: Child,
+    base: String,
+    db: String,
+    a: String,
+    b: String,
+    admin: String,
+    http: reqwest::Client,
+}
+
+fn token(db: &str, args: &[&str]) -> String {
+    let mut all = vec!["token", "create", "--db", db];
+    all.extend(args);
+    stdout_json(&huixi(&all))["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+impl Server {
+    fn start(db: &str) -> Server {
+        let sample = sample_archive().display().to_string();
+        stdout_json(&huixi(&["enqueue", &sample, "--db", db, "--json"]));
+        let a = token(db, &["--tenant", "default"]);
+        let b = token(db, &["--tenant", "other"]);
+        let admin = token(db, &["--admin"]);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_huixi"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--db", db])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("serve printed {line:?}"))
+            .to_string();
+        Server {
+            child,
+            base,
+            db: db.to_string(),
+            a,
+            b,
+            admin,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<String>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        (status, value)
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.call("GET", path, Some(token), None).await
+    }
+
+    async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        self.call("POST", path, Some(token), Some(body.to_string()))
+            .await
+    }
+
+    /// Waits until the in-process worker has analysed the sample's five sessions.
+    async fn wait_for_batch(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.get("/v1/sessions", &self.a).await.1["items"]
+            .as_array()
+            .unwrap()
+            .len()
+            < 5
+        {
+            assert!(Instant::now() < deadline, "the batch was not analysed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Polls a re-analysis job until it finishes.
+    async fn wait(&self, job: i64, token: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, body) = self.get(&format!("/v1/jobs/{job}"), token).await;
+            assert_eq!(status, 200, "{body}");
+            if body["finished"] == true {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {job} did not finish: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn round_trip_and_isolation(db: &str) {
+    let s = Server::start(db);
+    s.wait_for_batch().await;
+    // A manager asks for a customer's sessions to be analysed again.
+    let (status, body) = s
+        .post("/v1/reanalyze", &s.a, json!({"customer": "wmCustA"}))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let job = body["job"].as_i64().unwrap();
+    assert_eq!(body["conversations"], 1);
+    let done = s.wait(job, &s.a).await;
+    assert_eq!(done["done"], 1);
+
+    let (status, page) = s.get("/v1/sessions?customer=wmCustA", &s.a).await;
+    assert_eq!(status, 200, "{page}");
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "customer A has two sessions in the sample");
+    for r in items {
+        assert!(r["participants"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("wmCustA")));
+        assert!(!r["summary"]["evidence"].as_array().unwrap().is_empty());
+        assert!(!r["keywords"][0]["evidence"].as_array().unwrap().is_empty());
+    }
+    let session = items[0]["session"].as_str().unwrap().to_string();
+    let (status, one) = s.get(&format!("/v1/sessions/{session}"), &s.a).await;
+    assert_eq!(status, 200);
+    assert_eq!(one["result"]["session"], session.as_str());
+    let (status, alerts) = s.get(&format!("/v1/alerts?session={session}"), &s.a).await;
+    assert_eq!(status, 200);
+    assert!(alerts["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a["session"] == session.as_str()));
+    let (_, all_alerts) = s.get("/v1/alerts?severity=high", &s.a).await;
+    assert!(!all_alerts["items"].as_array().unwrap().is_empty());
+
+    // Tenant B sees none of it, on every route.
+    assert_eq!(s.get(&format!("/v1/jobs/{job}"), &s.b).await.0, 404);
+    assert_eq!(s.get(&format!("/v1/sessions/{session}"), &s.b).await.0, 404);
+    let (status, page) = s.get("/v1/sessions?customer=wmCustA", &s.b).await;
+    assert_eq!((status, page["items"].as_array().unwrap().len()), (200, 0));
+    let (status, page) = s.get("/v1/alerts", &s.b).await;
+    assert_eq!((status, page["items"].as_array().unwrap().len()), (200, 0));
+    let (status, _) = s
+        .post("/v1/reanalyze", &s.b, json!({"session": session}))
+        .await;
+    assert_eq!(status, 404);
+    // Tokens do what they are for and no more.
+    assert_eq!(s.get("/v1/alerts", &s.admin).await.0, 403);
+    assert_eq!(
+        s.post("/admin/tokens", &s.a, json!({"tenant": "x"}))
+            .await
+            .0,
+        403
+    );
+
+    // The CRM's database holds the results, with evidence and the analyser's version.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&s.db).await.unwrap();
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM huixi_findings WHERE tenant = 'default' AND session_id = ? AND evidence <> '[]'",
+    )
+    .bind(&session)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(n >= 4, "findings with evidence for {session}: {n}");
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_reanalysis_round_trip_and_tenant_isolation() {
+    let dir = tempfile::tempdir().unwrap();
+    round_trip_and_isolation(&sqlite_url(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_reanalysis_round_trip_and_tenant_isolation() {
+    let scratch = Scratch::new("api").await;
+    round_trip_and_isolation(&scratch.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_token_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&sqlite_url(dir.path()));
+    let (status, made) = s
+        .post(
+            "/admin/tokens",
+            &s.admin,
+            json!({"tenant": "default", "label": "crm"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let t = made["token"].as_str().unwrap().to_string();
+    assert_eq!(s.get("/v1/alerts", &t).await.0, 200);
+    let id = made["id"].as_i64().unwrap();
+    assert_eq!(
+        s.call(
+            "DELETE",
+            &format!("/admin/tokens/{id}"),
+            Some(&s.admin),
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    let (status, body) = s.get("/v1/alerts", &t).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("revoked"));
+    assert_eq!(
+        s.call(
+            "DELETE",
+            &format!("/admin/tokens/{id}"),
+            Some(&s.admin),
+            None
+        )
+        .await
+        .0,
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_get_a_json_error_and_the_right_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&sqlite_url(dir.path()));
+    let cases: Vec<(&str, &str, Option<&str>, Option<String>, u16, &str)> = vec![
+        (
+            "POST",
+            "/v1/reanalyze",
+            Some(&s.a),
+            Some("{not json".into()),
+            400,
+            "JSON",
+        ),
+        (
+            "POST",
+            "/v1/reanalyze",
+            Some(&s.a),
+            Some("{}".into()),
+            400,
+            "say which sessions",
+        ),
+        (
+            "POST",
+            "/v1/reanalyze",
+            Some(&s.a),
+            Some(r#"{"customer": 5}"#.into()),
+            422,
+            "customer",
+        ),
+        (
+            "POST",
+            "/v1/reanalyze",
+            Some(&s.a),
+            Some(r#"{"from": "yesterday"}"#.into()),
+            400,
+            "RFC 3339",
+        ),
+        (
+            "POST",
+            "/v1/reanalyze",
+            Some(&s.a),
+            Some(format!(r#"{{"customer": "{}"}}"#, "x".repeat(400_000))),
+            413,
+            "length limit",
+        ),
+        (
+            "GET",
+            "/v1/sessions?limit=0",
+            Some(&s.a),
+            None,
+            400,
+            "limit",
+        ),
+        (
+            "GET",
+            "/v1/alerts?severity=urgent",
+            Some(&s.a),
+            None,
+            400,
+            "severity",
+        ),
+        ("GET", "/v1/sessions", None, None, 401, "Bearer"),
+        (
+            "GET",
+            "/v1/sessions",
+            Some("hx_not_a_token"),
+            None,
+            401,
+            "unknown",
+        ),
+        (
+            "GET",
+            "/v1/nothing-here",
+            Some(&s.a),
+            None,
+            404,
+            "not found",
+        ),
+    ];
+    for (method, path, token, body, want, says) in cases {
+        let (status, reply) = s.call(method, path, token, body).await;
+        assert_eq!(status, want, "{method} {path}: {reply}");
+        let error = reply["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{method} {path}: not a JSON error: {reply}"));
+        assert!(error.contains(says), "{method} {path}: {error}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_uploaded_lexicon_applies_to_the_next_analysis_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&sqlite_url(dir.path()));
+    s.wait_for_batch().await;
+    let has = |v: &Value, word: &str| {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["word"] == word)
+    };
+    assert!(!has(&s.get("/v1/alerts?limit=500", &s.a).await.1, "报表"));
+    let resp = s
+        .http
+        .put(format!("{}/v1/lexicon", s.base))
+        .header("authorization", format!("Bearer {}", s.a))
+        .body("# tenant lexicon\n报表,客诉,medium\n坏行\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let body: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["accepted"], 1);
+    assert_eq!(body["skipped"][0]["line"], 3);
+    let (status, req) = s.post("/v1/reanalyze", &s.a, json!({"from": 0})).await;
+    assert_eq!(status, 202, "{req}");
+    s.wait(req["job"].as_i64().unwrap(), &s.a).await;
+    assert!(has(&s.get("/v1/alerts?limit=500", &s.a).await.1, "报表"));
+    // Tenant B still scans with the starter lexicon.
+    assert!(!has(&s.get("/v1/alerts?limit=500", &s.b).await.1, "报表"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_readiness_metrics_and_openapi_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&sqlite_url(dir.path()));
+    let (status, h) = s.call("GET", "/healthz", None, None).await;
+    assert_eq!((status, h["status"].as_str()), (200, Some("ok")));
+    let (status, r) = s.call("GET", "/readyz", None, None).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["store"], "ok");
+    s.get("/v1/alerts", &s.a).await;
+    let (status, m) = s.call("GET", "/metrics", None, None).await;
+    assert_eq!(status, 200);
+    let m = m.as_str().unwrap();
+    assert!(
+        m.contains("huixi_http_requests_total{route=\"/v1/alerts\",status=\"200\"}"),
+        "{m}"
+    );
+    let (status, doc) = s.call("GET", "/openapi.json", None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.0.3");
+    assert!(doc["paths"]["/v1/reanalyze"]["post"].is_object());
+}
