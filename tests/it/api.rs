@@ -266,11 +266,21 @@ async fn a_revoked_token_is_refused() {
     );
 }
 
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Option<String>,
+    u16,
+    &'a str,
+);
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_requests_get_a_json_error_and_the_right_status() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(&sqlite_url(dir.path()));
-    let cases: Vec<(&str, &str, Option<&str>, Option<String>, u16, &str)> = vec![
+    // method, path, token, body, expected status, words the error must contain
+    let cases: Vec<Case> = vec![
         (
             "POST",
             "/v1/reanalyze",
