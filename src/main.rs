@@ -11,6 +11,7 @@ mod pipeline;
 mod queue;
 mod sensitive;
 mod store;
+mod webhook;
 mod worker;
 
 use clap::Parser;

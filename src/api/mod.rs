@@ -4,7 +4,7 @@
 //! Routes (all JSON; `openapi.json` describes them):
 //! - tenant token: `POST /v1/reanalyze`, `GET /v1/jobs/{id}`, `GET /v1/sessions`, `GET /v1/sessions/{id}`,
 //!   `GET /v1/alerts`, `PUT /v1/lexicon`, `PUT /v1/whitelist`;
-//! - admin token: `POST /admin/tokens`, `DELETE /admin/tokens/{id}`;
+//! - admin token: `POST /admin/tokens`, `DELETE /admin/tokens/{id}`, `PUT /admin/tenants/{t}/webhook`;
 //! - open: `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus), `GET /openapi.json`.
 
 mod auth;
@@ -51,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/alerts", get(routes::alerts))
         .route("/admin/tokens", post(routes::create_token))
         .route("/admin/tokens/{id}", delete(routes::revoke_token))
+        .route("/admin/tenants/{tenant}/webhook", put(routes::put_webhook))
         .route("/healthz", get(routes::health))
         .route("/readyz", get(routes::ready))
         .route("/metrics", get(routes::metrics))
@@ -99,6 +100,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> anyhow
     for (tenant, lexicon, whitelist) in state.ctx.store.tenant_lexicons().await? {
         install_lexicon(&state.ctx.lexicons, &tenant, &lexicon, &whitelist);
     }
+    let webhooks = tokio::spawn(crate::webhook::deliver_forever(state.ctx.store.clone()));
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async {
             let term = async {
@@ -116,5 +118,6 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> anyhow
             }
         })
         .await?;
+    webhooks.abort();
     Ok(())
 }

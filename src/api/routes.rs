@@ -342,6 +342,37 @@ pub async fn revoke_token(
     }
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    url: String,
+    secret: String,
+}
+
+/// PUT /admin/tenants/{tenant}/webhook: where a tenant's finished sessions and high alerts are POSTed.
+pub async fn put_webhook(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(tenant): Path<String>,
+    body: Result<Json<Webhook>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Json(w) = body?;
+    if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+        return Err(ApiError::bad_request("url must be http:// or https://"));
+    }
+    if w.secret.len() < 16 {
+        return Err(ApiError::bad_request(
+            "secret must be at least 16 characters",
+        ));
+    }
+    state
+        .ctx
+        .store
+        .set_webhook(&tenant, &w.url, &w.secret)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }

@@ -9,6 +9,7 @@ mod messages;
 mod migrate;
 mod runs;
 mod sessions;
+mod webhooks;
 
 use std::str::FromStr;
 
@@ -19,6 +20,7 @@ pub use api::{Principal, SessionFilter};
 pub use jobs::DeadJob;
 pub use llm::{CachedAnswer, UsageGrouping, UsageRow};
 pub use runs::RunRecord;
+pub use webhooks::OutboxEvent;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

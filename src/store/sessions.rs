@@ -137,6 +137,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        super::webhooks::enqueue_events(&mut tx, tenant, &session.id, result, alerts).await?;
         tx.commit().await?;
         Ok(true)
     }

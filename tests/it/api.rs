@@ -34,6 +34,11 @@ impl Server {
     fn start(db: &str) -> Server {
         let sample = sample_archive().display().to_string();
         stdout_json(&huixi(&["enqueue", &sample, "--db", db, "--json"]));
+        Server::start_empty(db)
+    }
+
+    /// A server over a store with no messages yet.
+    fn start_empty(db: &str) -> Server {
         let a = token(db, &["--tenant", "default"]);
         let b = token(db, &["--tenant", "other"]);
         let admin = token(db, &["--admin"]);
@@ -419,4 +424,95 @@ async fn health_readiness_metrics_and_openapi_are_served() {
     assert_eq!(status, 200);
     assert_eq!(doc["openapi"], "3.0.3");
     assert!(doc["paths"]["/v1/reanalyze"]["post"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_are_signed_retried_and_delivered() {
+    use axum::http::{HeaderMap, StatusCode};
+    use hmac::{Hmac, Mac};
+    use std::sync::{Arc, Mutex};
+
+    // A CRM receiver that fails its first request.
+    type Seen = Arc<Mutex<Vec<(HeaderMap, String)>>>;
+    let seen: Seen = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/hook",
+            axum::routing::post(
+                |axum::extract::State(seen): axum::extract::State<Seen>,
+                 headers: HeaderMap,
+                 body: String| async move {
+                    let mut seen = seen.lock().unwrap();
+                    seen.push((headers, body));
+                    if seen.len() == 1 {
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    } else {
+                        StatusCode::OK
+                    }
+                },
+            ),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_url(dir.path());
+    let s = Server::start_empty(&db);
+    let secret = "a-secret-of-the-default-tenant";
+    let (status, body) = s
+        .call(
+            "PUT",
+            "/admin/tenants/default/webhook",
+            Some(&s.admin),
+            Some(json!({"url": hook, "secret": secret}).to_string()),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let sample = sample_archive().display().to_string();
+    stdout_json(&huixi(&["enqueue", &sample, "--db", &db, "--json"]));
+
+    // Five sessions analysed, each announced; high alerts each announced; the first try failed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let delivered = loop {
+        let got: Vec<(HeaderMap, String)> = seen.lock().unwrap().clone();
+        let sessions = got
+            .iter()
+            .skip(1)
+            .filter(|(h, _)| h["x-huixi-event"] == "session.analysed")
+            .count();
+        if sessions == 5 {
+            break got;
+        }
+        assert!(Instant::now() < deadline, "{} deliveries so far", got.len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let first_id = &delivered[0].0["x-huixi-delivery"];
+    assert!(
+        delivered[1..]
+            .iter()
+            .any(|(h, _)| &h["x-huixi-delivery"] == first_id),
+        "the failed delivery was retried"
+    );
+    assert!(delivered
+        .iter()
+        .any(|(h, _)| h["x-huixi-event"] == "alert.high"));
+    for (h, body) in &delivered {
+        let ts = h["x-huixi-timestamp"].to_str().unwrap();
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(format!("{ts}.{body}").as_bytes());
+        let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        assert_eq!(h["x-huixi-signature"].to_str().unwrap(), want);
+        let v: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["tenant"], "default");
+    }
+    // Delivered means recorded as delivered.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&db).await.unwrap();
+    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM huixi_outbox WHERE delivered_at IS NULL AND event = 'session.analysed'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(pending, 0);
 }

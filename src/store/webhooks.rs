@@ -1,0 +1,142 @@
+//! The webhook outbox. Events are written in the same transaction as the results they announce, so a
+//! crash can neither announce results that were not stored nor store results that are never announced;
+//! a delivery loop (`crate::webhook`) sends them until the tenant's receiver accepts.
+
+use sqlx::Row;
+
+use super::{text, Store, StoreError};
+use crate::agents::SessionResult;
+use crate::sensitive::{Alert, Severity};
+
+/// An event due for delivery, with where it goes.
+#[derive(Debug, Clone)]
+pub struct OutboxEvent {
+    pub id: i64,
+    pub tenant: String,
+    pub event: String,
+    pub payload: String,
+    pub attempts: i64,
+    pub url: String,
+    pub secret: String,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Adds a `session.analysed` event and one `alert.high` event per high-severity alert, when the tenant
+/// has a webhook.
+pub(super) async fn enqueue_events(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &str,
+    session: &str,
+    result: &SessionResult,
+    alerts: &[Alert],
+) -> Result<(), StoreError> {
+    let hooked = sqlx::query("SELECT tenant FROM huixi_webhooks WHERE tenant = ?")
+        .bind(tenant)
+        .fetch_optional(&mut **tx)
+        .await?
+        .is_some();
+    if !hooked {
+        return Ok(());
+    }
+    let mut events = vec![(
+        "session.analysed",
+        serde_json::json!({"tenant": tenant, "session": session, "result": result}),
+    )];
+    for a in alerts.iter().filter(|a| a.severity == Severity::High) {
+        events.push((
+            "alert.high",
+            serde_json::json!({"tenant": tenant, "alert": a}),
+        ));
+    }
+    for (event, payload) in events {
+        sqlx::query(
+            "INSERT INTO huixi_outbox (tenant, event, payload, next_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(tenant)
+        .bind(event)
+        .bind(payload.to_string())
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    pub async fn set_webhook(
+        &self,
+        tenant: &str,
+        url: &str,
+        secret: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM huixi_webhooks WHERE tenant = ?")
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO huixi_webhooks (tenant, url, secret) VALUES (?, ?, ?)")
+            .bind(tenant)
+            .bind(url)
+            .bind(secret)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn due_events(&self, limit: i64) -> Result<Vec<OutboxEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT o.id, o.tenant, o.event, o.payload, o.attempts, w.url, w.secret \
+             FROM huixi_outbox o JOIN huixi_webhooks w ON w.tenant = o.tenant \
+             WHERE o.delivered_at IS NULL AND o.next_at <= ? ORDER BY o.id LIMIT ?",
+        )
+        .bind(now_ms())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxEvent {
+                    id: r.try_get(0)?,
+                    tenant: text(r, 1)?,
+                    event: text(r, 2)?,
+                    payload: text(r, 3)?,
+                    attempts: r.try_get(4)?,
+                    url: text(r, 5)?,
+                    secret: text(r, 6)?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn mark_delivered(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE huixi_outbox SET delivered_at = ?, attempts = attempts + 1 WHERE id = ?",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn mark_failed(
+        &self,
+        id: i64,
+        retry_in_ms: i64,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE huixi_outbox SET attempts = attempts + 1, next_at = ?, last_error = ? WHERE id = ?",
+        )
+        .bind(now_ms() + retry_in_ms)
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
