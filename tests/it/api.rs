@@ -488,11 +488,11 @@ async fn webhooks_are_signed_retried_and_delivered() {
         assert!(Instant::now() < deadline, "{} deliveries so far", got.len());
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let first_id = &delivered[0].0["x-huixi-delivery"];
+    let first_id = delivered[0].0["x-huixi-delivery"].clone();
     assert!(
         delivered[1..]
             .iter()
-            .any(|(h, _)| &h["x-huixi-delivery"] == first_id),
+            .any(|(h, _)| h["x-huixi-delivery"] == first_id),
         "the failed delivery was retried"
     );
     assert!(delivered
