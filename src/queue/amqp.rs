@@ -302,15 +302,9 @@ impl AmqpQueue {
         let link = self.open().await?;
         let mut out = Vec::new();
         while out.len() < limit {
-            let got = link
-                .channel
-                .basic_get(
-                    self.dead_queue().as_str().into(),
-                    BasicGetOptions::default(),
-                )
-                .await
-                .map_err(|e| self.error(e))?;
-            let Some(m) = got else { break };
+            let Some(m) = self.take_dead(&link.channel).await? else {
+                break;
+            };
             out.push(DeadJob {
                 id: m.delivery.delivery_tag.to_string(),
                 payload: String::from_utf8_lossy(&m.delivery.data).into_owned(),
@@ -322,18 +316,27 @@ impl AmqpQueue {
         Ok(out)
     }
 
+    /// The next dead job, unacknowledged, or `None` when there is none.
+    async fn take_dead(
+        &self,
+        channel: &Channel,
+    ) -> Result<Option<lapin::message::BasicGetMessage>, QueueError> {
+        channel
+            .basic_get(
+                self.dead_queue().as_str().into(),
+                BasicGetOptions::default(),
+            )
+            .await
+            .map_err(|e| self.error(e))
+    }
+
     pub async fn replay(&self) -> Result<usize, QueueError> {
         let channel = self.channel().await?;
         let mut replayed = 0;
         loop {
-            let got = channel
-                .basic_get(
-                    self.dead_queue().as_str().into(),
-                    BasicGetOptions::default(),
-                )
-                .await
-                .map_err(|e| self.error(e))?;
-            let Some(m) = got else { break };
+            let Some(m) = self.take_dead(&channel).await? else {
+                break;
+            };
             let priority = m.delivery.properties.priority().unwrap_or(1);
             let props = BasicProperties::default().with_priority(priority);
             if self.send(&self.name, &m.delivery.data, props).await? {

@@ -36,6 +36,23 @@ pub struct SessionFilter {
 }
 
 impl SessionFilter {
+    /// `sql` (built around [`SessionFilter::clause`]) with the tenant and the filter's values bound.
+    fn query<'q>(&self, sql: &'q str, tenant: &str) -> super::AnyQuery<'q> {
+        let (_, texts, numbers) = self.sql();
+        let mut q = sqlx::query(sql).bind(tenant.to_string());
+        for t in texts {
+            q = q.bind(t);
+        }
+        for n in numbers {
+            q = q.bind(n);
+        }
+        q
+    }
+
+    fn clause(&self) -> String {
+        self.sql().0
+    }
+
     fn sql(&self) -> (String, Vec<String>, Vec<i64>) {
         let mut clause = String::from("tenant = ?");
         let mut texts = Vec::new();
@@ -134,18 +151,13 @@ impl Store {
         tenant: &str,
         filter: &SessionFilter,
     ) -> Result<Vec<String>, StoreError> {
-        let (clause, texts, numbers) = filter.sql();
         let sql = format!(
-            "SELECT DISTINCT conversation FROM huixi_sessions WHERE {clause} ORDER BY conversation"
+            "SELECT DISTINCT conversation FROM huixi_sessions WHERE {} ORDER BY conversation",
+            filter.clause()
         );
-        let mut q = sqlx::query(&sql).bind(tenant);
-        for t in &texts {
-            q = q.bind(t);
-        }
-        for n in &numbers {
-            q = q.bind(*n);
-        }
-        q.fetch_all(&self.pool)
+        filter
+            .query(&sql, tenant)
+            .fetch_all(&self.pool)
             .await?
             .iter()
             .map(|r| text(r, 0))
@@ -160,18 +172,13 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<Vec<SessionResult>, StoreError> {
-        let (clause, texts, numbers) = filter.sql();
         let sql = format!(
-            "SELECT id, result FROM huixi_sessions WHERE {clause} ORDER BY start_ms, id LIMIT ? OFFSET ?"
+            "SELECT id, result FROM huixi_sessions WHERE {} ORDER BY start_ms, id LIMIT ? OFFSET ?",
+            filter.clause()
         );
-        let mut q = sqlx::query(&sql).bind(tenant);
-        for t in &texts {
-            q = q.bind(t);
-        }
-        for n in &numbers {
-            q = q.bind(*n);
-        }
-        q.bind(limit)
+        filter
+            .query(&sql, tenant)
+            .bind(limit)
             .bind(offset)
             .fetch_all(&self.pool)
             .await?

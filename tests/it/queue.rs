@@ -349,19 +349,32 @@ async fn wait_for_sessions(s: &Setup, n: usize, worker: &mut Child) {
     }
 }
 
-async fn kill_9_mid_batch_then_restart(backend: Backend) {
-    let mock = Mock::start(Behaviour::Slow(Duration::from_millis(150))).await;
-    let s = Setup::new("kill", backend);
-    let file = archive(s.dir.path(), 40);
+/// `n` conversations enqueued, and a worker (with `extra` flags) started on them against a model that
+/// answers each request after `latency`, so the batch takes long enough to interrupt.
+async fn slow_batch(
+    test: &str,
+    backend: Backend,
+    n: usize,
+    latency: Duration,
+    extra: &[&str],
+) -> (Mock, Setup, Child) {
+    let mock = Mock::start(Behaviour::Slow(latency)).await;
+    let s = Setup::new(test, backend);
+    let file = archive(s.dir.path(), n);
     let enq = stdout_json(&s.run("enqueue", &[&file, "--json"]));
-    assert_eq!(enq["confirmed"], 40);
-    let llm = [
-        "--llm-base-url",
-        &mock.base_url(),
-        "--llm-model",
-        "mock-model",
-    ];
-    let mut worker = s.spawn_worker(&llm);
+    assert_eq!(enq["confirmed"], n);
+    let url = mock.base_url();
+    let mut args = vec!["--llm-base-url", &url, "--llm-model", "mock-model"];
+    args.extend(extra);
+    let worker = s.spawn_worker(&args);
+    (mock, s, worker)
+}
+
+async fn kill_9_mid_batch_then_restart(backend: Backend) {
+    let (mock, s, mut worker) =
+        slow_batch("kill", backend, 40, Duration::from_millis(150), &[]).await;
+    let url = mock.base_url();
+    let llm = ["--llm-base-url", &url, "--llm-model", "mock-model"];
     wait_for_sessions(&s, 5, &mut worker).await;
     worker.kill().unwrap(); // SIGKILL: no chance to finish anything
     worker.wait().unwrap();
@@ -397,17 +410,14 @@ async fn amqp_kill_9_mid_batch_then_restart_analyses_each_session_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn amqp_worker_reconnects_after_the_broker_drops_its_connection() {
-    let mock = Mock::start(Behaviour::Slow(Duration::from_millis(150))).await;
-    let s = Setup::new("drop", Backend::Amqp);
-    let file = archive(s.dir.path(), 30);
-    stdout_json(&s.run("enqueue", &[&file, "--json"]));
-    let mut worker = s.spawn_worker(&[
-        "--drain",
-        "--llm-base-url",
-        &mock.base_url(),
-        "--llm-model",
-        "mock-model",
-    ]);
+    let (_mock, s, mut worker) = slow_batch(
+        "drop",
+        Backend::Amqp,
+        30,
+        Duration::from_millis(150),
+        &["--drain"],
+    )
+    .await;
     wait_for_sessions(&s, 3, &mut worker).await;
     // Close this worker's connections from the broker's side (named after the queue).
     let list = Command::new("rabbitmqctl")
@@ -457,16 +467,14 @@ async fn amqp_worker_reconnects_after_the_broker_drops_its_connection() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_finishes_jobs_in_flight_and_exits_cleanly() {
-    let mock = Mock::start(Behaviour::Slow(Duration::from_millis(300))).await;
-    let s = Setup::new("term", Backend::Embedded);
-    let file = archive(s.dir.path(), 20);
-    stdout_json(&s.run("enqueue", &[&file, "--json"]));
-    let mut worker = s.spawn_worker(&[
-        "--llm-base-url",
-        &mock.base_url(),
-        "--llm-model",
-        "mock-model",
-    ]);
+    let (_mock, s, mut worker) = slow_batch(
+        "term",
+        Backend::Embedded,
+        20,
+        Duration::from_millis(300),
+        &[],
+    )
+    .await;
     wait_for_sessions(&s, 1, &mut worker).await;
     let term = Command::new("kill")
         .args(["-TERM", &worker.id().to_string()])
