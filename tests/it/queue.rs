@@ -227,16 +227,6 @@ async fn each_session_written_once_and_redelivery_writes_nothing(backend: Backen
     assert_eq!(dump(&s.db).await, before);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn embedded_each_session_written_once_and_redelivery_writes_nothing() {
-    each_session_written_once_and_redelivery_writes_nothing(Backend::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn amqp_each_session_written_once_and_redelivery_writes_nothing() {
-    each_session_written_once_and_redelivery_writes_nothing(Backend::Amqp).await;
-}
-
 async fn poison_goes_to_the_dead_letters_with_its_reason(backend: Backend) {
     let s = Setup::new("poison", backend);
     let sample = sample_archive().display().to_string();
@@ -286,16 +276,6 @@ async fn poison_goes_to_the_dead_letters_with_its_reason(backend: Backend) {
     assert_eq!(t["dead"], 2, "still poison after a replay: {t}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn embedded_poison_goes_to_the_dead_letters_with_its_reason() {
-    poison_goes_to_the_dead_letters_with_its_reason(Backend::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn amqp_poison_goes_to_the_dead_letters_with_its_reason() {
-    poison_goes_to_the_dead_letters_with_its_reason(Backend::Amqp).await;
-}
-
 async fn on_demand_overtakes_a_batch_backlog(backend: Backend) {
     let s = Setup::new("overtake", backend);
     let sample = sample_archive().display().to_string();
@@ -324,16 +304,6 @@ async fn on_demand_overtakes_a_batch_backlog(backend: Backend) {
     assert_eq!(t["taken"], 1, "{t}");
     assert_eq!(t["done"], 1, "the job taken was the on-demand one: {t}");
     assert_eq!(t["retried"], 0, "{t}");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn embedded_on_demand_overtakes_a_batch_backlog() {
-    on_demand_overtakes_a_batch_backlog(Backend::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn amqp_on_demand_overtakes_a_batch_backlog() {
-    on_demand_overtakes_a_batch_backlog(Backend::Amqp).await;
 }
 
 /// Waits until at least `n` sessions are in the store.
@@ -398,14 +368,26 @@ async fn kill_9_mid_batch_then_restart(backend: Backend) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn embedded_kill_9_mid_batch_then_restart_analyses_each_session_once() {
-    kill_9_mid_batch_then_restart(Backend::Embedded).await;
+/// The scenario as two tests, one per queue.
+macro_rules! on_both_queues {
+    ($($scenario:ident => $embedded:ident, $amqp:ident;)*) => {$(
+        #[tokio::test(flavor = "multi_thread")]
+        async fn $embedded() {
+            $scenario(Backend::Embedded).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread")]
+        async fn $amqp() {
+            $scenario(Backend::Amqp).await;
+        }
+    )*};
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn amqp_kill_9_mid_batch_then_restart_analyses_each_session_once() {
-    kill_9_mid_batch_then_restart(Backend::Amqp).await;
+on_both_queues! {
+    each_session_written_once_and_redelivery_writes_nothing => embedded_each_session_written_once_and_redelivery_writes_nothing, amqp_each_session_written_once_and_redelivery_writes_nothing;
+    poison_goes_to_the_dead_letters_with_its_reason => embedded_poison_goes_to_the_dead_letters_with_its_reason, amqp_poison_goes_to_the_dead_letters_with_its_reason;
+    on_demand_overtakes_a_batch_backlog => embedded_on_demand_overtakes_a_batch_backlog, amqp_on_demand_overtakes_a_batch_backlog;
+    kill_9_mid_batch_then_restart => embedded_kill_9_mid_batch_then_restart_analyses_each_session_once, amqp_kill_9_mid_batch_then_restart_analyses_each_session_once;
 }
 
 #[tokio::test(flavor = "multi_thread")]
