@@ -119,6 +119,7 @@ pub struct ConversationDone {
     pub alerts: Vec<Alert>,
 }
 
+#[tracing::instrument(skip_all, fields(tenant = %opts.tenant, conversation = %key))]
 /// Rebuilds a conversation's sessions from everything stored for it and analyses each session whose
 /// inputs changed since it was last analysed. Running it twice, or concurrently, writes each session
 /// once: that is what lets a queue deliver a job more than once.

@@ -72,7 +72,8 @@ async fn observe(req: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched".to_string(), |p| p.as_str().to_string());
-    let response = next.run(req).await;
+    let span = tracing::info_span!("http", %method, %route);
+    let response = tracing::Instrument::instrument(next.run(req), span).await;
     let status = response.status().as_u16().to_string();
     let secs = started.elapsed().as_secs_f64();
     metrics::counter!("huixi_http_requests_total", "route" => route.clone(), "status" => status.clone())

@@ -8,4 +8,5 @@ mod llm;
 mod mariadb;
 mod mock_llm;
 mod queue;
+mod telemetry;
 mod words;
