@@ -26,4 +26,11 @@ if ! rabbitmqctl -q status >/dev/null 2>&1; then
   wait_for RabbitMQ rabbitmqctl -q await_startup
 fi
 
+# The eval tests check that the HTML report renders, in Debian's headless Chromium.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing Chromium"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
+fi
+
 cargo test --locked "$@"

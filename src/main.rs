@@ -6,6 +6,7 @@ mod agents;
 mod api;
 mod archive;
 mod cli;
+mod eval;
 mod llm;
 mod pipeline;
 mod queue;

@@ -4,6 +4,7 @@
 
 mod analysis;
 mod analyze;
+mod eval;
 mod jobs;
 mod serve;
 mod words;
@@ -64,6 +65,8 @@ pub enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(serve::TokenCommand),
+    /// Run an eval suite: variants side by side, with a regression gate.
+    Eval(Box<eval::EvalArgs>),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -92,6 +95,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq(command) => jobs::dlq(command).await,
         Command::Serve(args) => serve::serve(*args).await,
         Command::Token(command) => serve::token(command).await,
+        Command::Eval(args) => eval::eval(*args).await,
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod analyze;
 mod api;
+mod evals;
 mod helpers;
 mod llm;
 mod mariadb;

@@ -150,7 +150,9 @@ async fn chat(
         })
         .collect();
     let obey = state.behaviour == Behaviour::ObeysInjection && user.contains("打满分");
-    let answer = |agent: &str| -> Value { valid_answer(agent, &ids, obey) };
+    // A prompt carrying this marker gets the opposite emotion: how the eval tests make a worse variant.
+    let worse = system_text(&body).contains("EVAL_WORSE");
+    let answer = |agent: &str| -> Value { valid_answer(agent, &ids, obey, worse) };
     let content = match (&state.behaviour, name.as_str()) {
         (Behaviour::InvalidUntilRepaired(agent), n) if n == *agent && !repair => {
             "{\"label\": oops".to_string()
@@ -190,7 +192,7 @@ async fn chat(
     Json(reply).into_response()
 }
 
-fn valid_answer(agent: &str, ids: &[(String, String)], obey: bool) -> Value {
+fn valid_answer(agent: &str, ids: &[(String, String)], obey: bool, worse: bool) -> Value {
     let first_of = |role: &str| {
         ids.iter()
             .find(|(_, r)| r == role)
@@ -202,6 +204,9 @@ fn valid_answer(agent: &str, ids: &[(String, String)], obey: bool) -> Value {
         None => Value::Null,
     };
     match agent {
+        "emotion" if worse => {
+            json!({"customer": side("customer", "positive", 0.5), "staff": side("staff", "neutral", 0.1)})
+        }
         "emotion" => {
             json!({"customer": side("customer", "negative", -0.5), "staff": side("staff", "neutral", 0.1)})
         }

@@ -1,0 +1,296 @@
+//! `huixi eval`: the shipped suites hold their baselines offline; prompt variants against the mock
+//! model side by side; the regression gate; replay without a model; JUnit; the HTML report rendered by
+//! headless Chromium.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::helpers::*;
+use crate::mock_llm::{Behaviour, Mock};
+
+const SUITES: [&str; 6] = [
+    "emotion",
+    "staff_score",
+    "keywords",
+    "competitors",
+    "opportunity",
+    "alerts",
+];
+
+#[test]
+fn every_shipped_suite_holds_its_offline_baseline() {
+    for name in SUITES {
+        let dir = repo().join("evals").join(name);
+        let out = huixi(&[
+            "eval",
+            dir.to_str().unwrap(),
+            "--baseline",
+            dir.join("baseline.json").to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            table.contains("offline") && table.contains("30 cases"),
+            "{table}"
+        );
+    }
+}
+
+/// A suite of four chats whose customers are all unhappy, with a good and a worse prompt variant.
+fn prompt_suite(dir: &Path, worse_name: &str) {
+    let worse = dir.join("prompts-worse");
+    std::fs::create_dir_all(&worse).unwrap();
+    let shipped = std::fs::read_to_string(repo().join("prompts/emotion.hbs")).unwrap();
+    std::fs::write(
+        worse.join("emotion.hbs"),
+        format!("{shipped}\nEVAL_WORSE\n"),
+    )
+    .unwrap();
+    let cases: Vec<String> = [
+        "太慢了，我很失望",
+        "又出错了，受不了",
+        "你们这服务太差",
+        "我要投诉",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, t)| {
+        serde_json::json!({"id": format!("c{i}"), "messages": [
+                {"from": "wmUnhappy", "text": t}, {"from": "staffX", "text": "抱歉，马上处理"}],
+                "expect": {"customer_emotion": "negative"}})
+        .to_string()
+    })
+    .collect();
+    std::fs::write(dir.join("cases.jsonl"), cases.join("\n")).unwrap();
+    std::fs::write(
+        dir.join("suite.toml"),
+        format!(
+            "name = \"prompts\"\nagents = [\"emotion\"]\ndataset = \"cases.jsonl\"\n\
+             [[variants]]\nname = \"shipped\"\nkind = \"llm\"\n\
+             [[variants]]\nname = \"{worse_name}\"\nkind = \"llm\"\nprompts_dir = \"prompts-worse\"\n"
+        ),
+    )
+    .unwrap();
+}
+
+fn eval(dir: &Path, mock: &Mock, extra: &[&str]) -> std::process::Output {
+    let url = mock.base_url();
+    let mut args = vec![
+        "eval",
+        dir.to_str().unwrap(),
+        "--llm-base-url",
+        &url,
+        "--llm-model",
+        "mock-model",
+    ];
+    args.extend(extra);
+    huixi(&args)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prompt_variants_side_by_side_and_a_worse_one_fails_the_gate() {
+    let mock = Mock::start(Behaviour::Valid).await;
+    let dir = tempfile::tempdir().unwrap();
+    prompt_suite(dir.path(), "candidate");
+    let report = dir.path().join("report.json");
+    let out = tokio::task::block_in_place(|| {
+        eval(dir.path(), &mock, &["--out", report.to_str().unwrap()])
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("shipped") && table.contains("candidate"),
+        "{table}"
+    );
+    assert!(
+        table.contains("cases that differ between variants"),
+        "{table}"
+    );
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let acc = |i: usize| {
+        r["variants"][i]["scores"]["metrics"]["customer_emotion.accuracy"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!((acc(0), acc(1)), (1.0, 0.0));
+    assert_eq!(
+        r["variants"][0]["scores"]["metrics"]["schema_valid_rate"],
+        1.0
+    );
+    assert!(
+        r["variants"][0]["scores"]["metrics"]["tokens.prompt"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+
+    // The gate: the shipped prompt's metrics saved as the baseline of variant "candidate"; the
+    // engineer's edited prompt under that name falls below it.
+    let good = tempfile::tempdir().unwrap();
+    prompt_suite(good.path(), "unused");
+    let baseline = dir.path().join("baseline.json");
+    std::fs::write(
+        good.path().join("suite.toml"),
+        "name = \"prompts\"\nagents = [\"emotion\"]\ndataset = \"cases.jsonl\"\n\
+         [[variants]]\nname = \"candidate\"\nkind = \"llm\"\n",
+    )
+    .unwrap();
+    let out = tokio::task::block_in_place(|| {
+        eval(
+            good.path(),
+            &mock,
+            &["--save-baseline", baseline.to_str().unwrap()],
+        )
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let gated = tokio::task::block_in_place(|| {
+        eval(
+            dir.path(),
+            &mock,
+            &[
+                "--variant",
+                "candidate",
+                "--baseline",
+                baseline.to_str().unwrap(),
+                "--max-regression",
+                "0.05",
+            ],
+        )
+    });
+    assert!(
+        !gated.status.success(),
+        "a worse variant must fail the gate"
+    );
+    let stderr = String::from_utf8_lossy(&gated.stderr);
+    assert!(
+        stderr.contains("customer_emotion.accuracy fell from 1.000 to 0.000"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recorded_report_is_rescored_without_calling_the_model() {
+    let mock = Mock::start(Behaviour::Valid).await;
+    let dir = tempfile::tempdir().unwrap();
+    prompt_suite(dir.path(), "candidate");
+    let report = dir.path().join("report.json");
+    let out = tokio::task::block_in_place(|| {
+        eval(dir.path(), &mock, &["--out", report.to_str().unwrap()])
+    });
+    assert!(out.status.success());
+    let calls = mock.count();
+    let replay = |file: &str| {
+        huixi(&[
+            "eval",
+            dir.path().to_str().unwrap(),
+            "--replay",
+            report.to_str().unwrap(),
+            "--json",
+            "--out",
+            dir.path().join(file).to_str().unwrap(),
+        ])
+    };
+    let a = tokio::task::block_in_place(|| replay("a.json"));
+    let b = tokio::task::block_in_place(|| replay("b.json"));
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    assert_eq!(mock.count(), calls, "replay calls no model");
+    assert_eq!(a.stdout, b.stdout, "replay is deterministic");
+    let first: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let again: Value = serde_json::from_slice(&a.stdout).unwrap();
+    assert_eq!(
+        first["variants"][1]["scores"],
+        again["variants"][1]["scores"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn junit_and_an_html_report_that_chromium_renders() {
+    let mock = Mock::start(Behaviour::Valid).await;
+    let dir = tempfile::tempdir().unwrap();
+    prompt_suite(dir.path(), "candidate");
+    let html = dir.path().join("report.html");
+    let junit = dir.path().join("junit.xml");
+    let out = tokio::task::block_in_place(|| {
+        eval(
+            dir.path(),
+            &mock,
+            &[
+                "--report-html",
+                html.to_str().unwrap(),
+                "--junit",
+                junit.to_str().unwrap(),
+            ],
+        )
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains(r#"<testsuite name="prompts/shipped" tests="4" failures="0">"#),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(r#"<testsuite name="prompts/candidate" tests="4" failures="4">"#),
+        "{xml}"
+    );
+    assert!(xml.contains("customer_emotion: expected negative, got positive"));
+
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("<svg")
+            && page.contains("Confusion matrices")
+            && page.contains("Failing cases")
+    );
+    assert!(
+        page.contains("太慢了，我很失望"),
+        "failing cases show the conversation"
+    );
+    assert!(
+        !page.contains("<script") && !page.contains("src=\"http") && !page.contains("<link"),
+        "self-contained: nothing fetched"
+    );
+
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| std::process::Command::new(c).arg("--version").output().is_ok())
+        .expect("Chromium is needed to check the report renders: scripts/test.sh installs it (apt-get install chromium)");
+    let shot = dir.path().join("report.png");
+    let status = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1200,1600",
+            &format!("--screenshot={}", shot.display()),
+            &format!("file://{}", html.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let png = std::fs::read(&shot).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    // A blank page compresses to a few KB; a page with tables and charts does not.
+    assert!(png.len() > 30_000, "screenshot is {} bytes", png.len());
+}
