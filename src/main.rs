@@ -7,6 +7,7 @@ mod api;
 mod archive;
 mod cli;
 mod eval;
+mod kb;
 mod llm;
 mod pipeline;
 mod queue;

@@ -14,8 +14,10 @@ use sha2::{Digest, Sha256};
 
 use crate::agents::llm::LlmAnalysers;
 use crate::agents::offline::{hex, OfflineAnalysers};
+use crate::agents::Passage;
 use crate::agents::SessionResult;
 use crate::archive::{conversation_key, read_files, sessionize, RejectedLine, Session};
+use crate::kb::Knowledge;
 use crate::sensitive::{scan_session, Alert, Engine, Registry, RiskRules};
 use crate::store::{RunRecord, Store};
 
@@ -30,6 +32,8 @@ pub struct Options {
 pub struct Analysers<'a> {
     pub offline: &'a OfflineAnalysers,
     pub llm: Option<&'a LlmAnalysers>,
+    /// Tenant knowledge bases, searched for the agents that declare retrieval.
+    pub kb: Option<&'a Knowledge>,
 }
 
 /// What `huixi analyze --json` prints.
@@ -163,7 +167,12 @@ pub async fn analyze_conversation(
         alerts: Vec::new(),
     };
     for session in &sessions {
-        let hash = input_hash(session, &engine, analysers, opts);
+        // Passages are part of the input: a changed knowledge base is a reason to analyse again.
+        let passages = match (analysers.llm, analysers.kb) {
+            (Some(_), Some(kb)) => kb.passages(&opts.tenant, session)?,
+            _ => Vec::new(),
+        };
+        let hash = input_hash(session, &engine, analysers, opts, &passages);
         let unchanged = stored
             .iter()
             .any(|s| s.id == session.id && s.input_hash == hash);
@@ -179,7 +188,7 @@ pub async fn analyze_conversation(
                 let mut result = analysers.offline.analyse(session, &alerts);
                 if let Some(llm) = analysers.llm {
                     let (from_model, mut usage) =
-                        llm.analyse(&opts.tenant, session, &result, &[]).await;
+                        llm.analyse(&opts.tenant, session, &result, &passages).await;
                     for u in &mut usage {
                         u.run_id = run;
                     }
@@ -232,6 +241,7 @@ fn input_hash(
     engine: &Engine,
     analysers: &Analysers<'_>,
     opts: &Options,
+    passages: &[Passage],
 ) -> String {
     let mut h = Sha256::new();
     let rules = format!(
@@ -249,6 +259,11 @@ fn input_hash(
     }
     for m in &session.messages {
         h.update(m.raw.as_bytes());
+        h.update([0]);
+    }
+    for p in passages {
+        h.update(p.id.as_bytes());
+        h.update(p.text.as_bytes());
         h.update([0]);
     }
     hex(&h.finalize())

@@ -127,7 +127,18 @@ impl LlmAnalysers {
         for row in &mut usage {
             row.session_id = session.id.clone();
         }
-        (self.assemble(session, offline, answers), usage)
+        let mut result = self.assemble(session, offline, answers);
+        // Exactly the passages some agent was shown (each sees at most its own top_k).
+        let shown = self
+            .agents
+            .agents
+            .iter()
+            .filter(|a| a.retrieval.enabled)
+            .map(|a| a.retrieval.top_k)
+            .max()
+            .unwrap_or(0);
+        result.knowledge = passages.iter().take(shown).map(|p| p.id.clone()).collect();
+        (result, usage)
     }
 
     /// One call unit (an agent, or all agents combined) over every chunk of the conversation.
@@ -554,6 +565,7 @@ impl LlmAnalysers {
             analyser: format!("llm:{}", self.endpoint.config().model),
             failures,
             extra,
+            knowledge: Vec::new(),
         }
     }
 }

@@ -9,6 +9,8 @@ pub mod llm;
 mod merge;
 pub mod offline;
 mod prompt;
+
+pub use prompt::Passage;
 mod result;
 
 pub use definition::{AgentSet, Sources};

@@ -156,6 +156,9 @@ pub struct SessionResult {
     /// Answers of agents huixi has no typed field for (added by a prompt engineer), by agent name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, serde_json::Value>,
+    /// Knowledge-base chunks the agents were shown (ids from `huixi kb search`), which their notes cite.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub knowledge: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

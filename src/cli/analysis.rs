@@ -36,6 +36,10 @@ pub struct AnalysisArgs {
     /// Transfers announced in chat of at least this many yuan raise an alert.
     #[arg(long, env = "HUIXI_TRANSFER_THRESHOLD_YUAN", default_value_t = 1000.0)]
     pub transfer_threshold_yuan: f64,
+    /// Where tenants' knowledge bases are (`huixi kb ingest --data-dir`); agents that declare retrieval
+    /// then get the best-matching chunks in their prompt.
+    #[arg(long, env = "HUIXI_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     #[command(flatten)]
     pub llm: LlmArgs,
 }
@@ -122,6 +126,7 @@ impl AnalysisArgs {
             llm,
             idle_gap_ms: self.idle_gap_minutes * 60_000,
             rules,
+            kb: self.data_dir.as_deref().map(crate::kb::Knowledge::new),
         })
     }
 }

@@ -6,6 +6,7 @@ mod analysis;
 mod analyze;
 mod eval;
 mod jobs;
+mod kb;
 mod serve;
 mod words;
 
@@ -67,6 +68,9 @@ pub enum Command {
     Token(serve::TokenCommand),
     /// Run an eval suite: variants side by side, with a regression gate.
     Eval(Box<eval::EvalArgs>),
+    /// A tenant's knowledge base (Qdrant Edge): ingest, search, remove.
+    #[command(subcommand)]
+    Kb(kb::KbCommand),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -96,6 +100,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::serve(*args).await,
         Command::Token(command) => serve::token(command).await,
         Command::Eval(args) => eval::eval(*args).await,
+        Command::Kb(command) => kb::kb(command),
     }
 }
 

@@ -29,6 +29,7 @@ pub struct Context {
     pub llm: Option<LlmAnalysers>,
     pub idle_gap_ms: i64,
     pub rules: RiskRules,
+    pub kb: Option<crate::kb::Knowledge>,
 }
 
 impl Context {
@@ -44,6 +45,7 @@ impl Context {
         Analysers {
             offline: &self.offline,
             llm: self.llm.as_ref(),
+            kb: self.kb.as_ref(),
         }
     }
 }

@@ -5,6 +5,7 @@ mod analyze;
 mod api;
 mod evals;
 mod helpers;
+mod kb;
 mod llm;
 mod mariadb;
 mod mock_llm;

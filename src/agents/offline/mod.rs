@@ -11,7 +11,7 @@ mod keywords;
 mod opportunity;
 mod staff_score;
 mod summary;
-mod text;
+pub mod text;
 
 use std::path::Path;
 
@@ -125,6 +125,7 @@ impl OfflineAnalysers {
             analyser: VERSION.to_string(),
             failures: Vec::new(),
             extra: Default::default(),
+            knowledge: Vec::new(),
         }
     }
 }
