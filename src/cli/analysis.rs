@@ -44,9 +44,9 @@ pub struct AnalysisArgs {
     pub llm: LlmArgs,
 }
 
-/// The model endpoint. Without `--llm-base-url` the offline analysers answer everything.
+/// Where a model is: shared by every command that can call one.
 #[derive(Args)]
-pub struct LlmArgs {
+pub struct EndpointArgs {
     /// An OpenAI-compatible API base, e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1.
     #[arg(long, env = "HUIXI_LLM_BASE_URL")]
     pub llm_base_url: Option<String>,
@@ -60,6 +60,13 @@ pub struct LlmArgs {
         hide_env_values = true
     )]
     pub llm_api_key: String,
+}
+
+/// The model endpoint. Without `--llm-base-url` the offline analysers answer everything.
+#[derive(Args)]
+pub struct LlmArgs {
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
     /// One call per session for all agents (a combined schema) instead of one call per agent.
     #[arg(long, env = "HUIXI_LLM_COMBINED")]
     pub llm_combined: bool,
@@ -115,7 +122,7 @@ impl AnalysisArgs {
         }
         let (offline, errors) = OfflineAnalysers::load(self.competitors.as_deref())?;
         warn_lines(&errors);
-        let llm = match &self.llm.llm_base_url {
+        let llm = match &self.llm.endpoint.llm_base_url {
             Some(url) => Some(llm_analysers(url, &self.llm, tenant, store)?),
             None => None,
         };
@@ -137,8 +144,8 @@ fn llm_analysers(
     tenant: &str,
     store: &Store,
 ) -> anyhow::Result<LlmAnalysers> {
-    let mut config = LlmConfig::new(url, &args.llm_model);
-    config.api_key = args.llm_api_key.clone();
+    let mut config = LlmConfig::new(url, &args.endpoint.llm_model);
+    config.api_key = args.endpoint.llm_api_key.clone();
     config.timeout = std::time::Duration::from_secs(args.llm_timeout_secs.max(1));
     config.max_retries = args.llm_max_retries;
     config.concurrency = args.llm_concurrency;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::Args;
 
+use super::analysis::EndpointArgs;
 use crate::agents::offline::OfflineAnalysers;
 use crate::eval::report::Report;
 use crate::eval::run::{Analysers, ModelEndpoint};
@@ -42,17 +43,8 @@ pub struct EvalArgs {
     /// Score and render a saved JSON report again instead of running the variants.
     #[arg(long)]
     pub replay: Option<PathBuf>,
-    #[arg(long, env = "HUIXI_LLM_BASE_URL")]
-    pub llm_base_url: Option<String>,
-    #[arg(long, env = "HUIXI_LLM_MODEL", default_value = "gpt-4o-mini")]
-    pub llm_model: String,
-    #[arg(
-        long,
-        env = "HUIXI_LLM_API_KEY",
-        default_value = "",
-        hide_env_values = true
-    )]
-    pub llm_api_key: String,
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
     /// Cases in flight at once (the endpoint's concurrency limit too).
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
@@ -88,9 +80,9 @@ pub async fn eval(args: EvalArgs) -> anyhow::Result<()> {
         engine: &engine,
     };
     let endpoint = ModelEndpoint {
-        base_url: args.llm_base_url.clone(),
-        api_key: args.llm_api_key.clone(),
-        model: args.llm_model.clone(),
+        base_url: args.endpoint.llm_base_url.clone(),
+        api_key: args.endpoint.llm_api_key.clone(),
+        model: args.endpoint.llm_model.clone(),
         concurrency: args.concurrency,
         prices: (args.llm_price_input, args.llm_price_output),
     };

@@ -197,12 +197,7 @@ pub fn render(report: &Report, cases: &[Case]) -> String {
             v.scores.cases.len()
         );
         for (i, c) in failing {
-            let misses: Vec<String> = c
-                .checks
-                .iter()
-                .filter(|(_, k)| !k.ok)
-                .map(|(n, k)| format!("{n}: expected {}, got {}", k.expected, k.got))
-                .collect();
+            let misses = c.misses();
             let _ = write!(
                 s,
                 "<details><summary><b>{}</b> <span class=\"bad\">{}</span></summary>",

@@ -218,12 +218,7 @@ impl Report {
                     esc(&v.variant.name),
                     esc(&c.case)
                 );
-                let misses: Vec<String> = c
-                    .checks
-                    .iter()
-                    .filter(|(_, k)| !k.ok)
-                    .map(|(n, k)| format!("{n}: expected {}, got {}", k.expected, k.got))
-                    .collect();
+                let misses = c.misses();
                 if misses.is_empty() {
                     s.push_str("/>\n");
                 } else {

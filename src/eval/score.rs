@@ -31,6 +31,17 @@ pub struct CaseScore {
     pub checks: BTreeMap<String, Check>,
 }
 
+impl CaseScore {
+    /// The expectations this case missed, one line each.
+    pub fn misses(&self) -> Vec<String> {
+        self.checks
+            .iter()
+            .filter(|(_, k)| !k.ok)
+            .map(|(n, k)| format!("{n}: expected {}, got {}", k.expected, k.got))
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Scores {
     pub metrics: BTreeMap<String, f64>,
