@@ -169,7 +169,7 @@ pub async fn analyze_conversation(
     for session in &sessions {
         // Passages are part of the input: a changed knowledge base is a reason to analyse again.
         let passages = match (analysers.llm, analysers.kb) {
-            (Some(_), Some(kb)) => kb.passages(&opts.tenant, session)?,
+            (Some(_), Some(kb)) => kb.passages(&opts.tenant, session).await?,
             _ => Vec::new(),
         };
         let hash = input_hash(session, &engine, analysers, opts, &passages);

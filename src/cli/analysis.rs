@@ -40,6 +40,9 @@ pub struct AnalysisArgs {
     /// then get the best-matching chunks in their prompt.
     #[arg(long, env = "HUIXI_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Knowledge bases on this Qdrant server (gRPC, e.g. http://127.0.0.1:6334) instead of embedded.
+    #[arg(long, env = "HUIXI_QDRANT_URL", requires = "data_dir")]
+    pub qdrant_url: Option<String>,
     #[command(flatten)]
     pub llm: LlmArgs,
 }
@@ -133,7 +136,10 @@ impl AnalysisArgs {
             llm,
             idle_gap_ms: self.idle_gap_minutes * 60_000,
             rules,
-            kb: self.data_dir.as_deref().map(crate::kb::Knowledge::new),
+            kb: self
+                .data_dir
+                .as_deref()
+                .map(|d| crate::kb::Knowledge::new(d, self.qdrant_url.as_deref())),
         })
     }
 }

@@ -46,9 +46,18 @@ pub struct KbArgs {
     /// Where knowledge bases are kept (one Qdrant Edge shard per tenant under DIR/kb/).
     #[arg(long, env = "HUIXI_DATA_DIR", default_value = "huixi-data")]
     pub data_dir: PathBuf,
+    /// A Qdrant server (gRPC, e.g. http://127.0.0.1:6334) instead of the embedded shards.
+    #[arg(long, env = "HUIXI_QDRANT_URL")]
+    pub qdrant_url: Option<String>,
 }
 
-pub fn kb(command: KbCommand) -> anyhow::Result<()> {
+impl KbArgs {
+    async fn open(&self) -> anyhow::Result<TenantKb> {
+        Ok(TenantKb::open(&self.data_dir, &self.tenant, self.qdrant_url.as_deref()).await?)
+    }
+}
+
+pub async fn kb(command: KbCommand) -> anyhow::Result<()> {
     match command {
         KbCommand::Ingest {
             paths,
@@ -56,8 +65,7 @@ pub fn kb(command: KbCommand) -> anyhow::Result<()> {
             json,
             at,
         } => {
-            let kb = TenantKb::open(&at.data_dir, &at.tenant)?;
-            let report = kb.ingest(&paths, prune)?;
+            let report = at.open().await?.ingest(&paths, prune).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -72,7 +80,7 @@ pub fn kb(command: KbCommand) -> anyhow::Result<()> {
             json,
             at,
         } => {
-            let hits = TenantKb::open(&at.data_dir, &at.tenant)?.search(&query, top)?;
+            let hits = at.open().await?.search(&query, top).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&hits)?);
             } else {
@@ -93,7 +101,7 @@ pub fn kb(command: KbCommand) -> anyhow::Result<()> {
             }
         }
         KbCommand::Remove { source, at } => {
-            let r = TenantKb::open(&at.data_dir, &at.tenant)?.remove(&source)?;
+            let r = at.open().await?.remove(&source).await?;
             println!("removed {} chunks of {}", r.chunks, r.source);
         }
     }

@@ -100,7 +100,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::serve(*args).await,
         Command::Token(command) => serve::token(command).await,
         Command::Eval(args) => eval::eval(*args).await,
-        Command::Kb(command) => kb::kb(command),
+        Command::Kb(command) => kb::kb(command).await,
     }
 }
 

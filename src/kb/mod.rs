@@ -5,21 +5,20 @@
 //! Chinese text has no spaces: documents and queries are segmented with jieba (search mode, which also
 //! yields the short words inside long ones) before BM25, so "发票" finds "增值税专用发票".
 //!
-//! Isolation is physical: a tenant's chunks live in that tenant's shard, and a search opens only the
-//! searching tenant's shard. Every result is also checked to carry the tenant in its payload.
+//! Production: a Qdrant server (`--qdrant-url`), one collection per tenant, same vectors and payloads.
+//!
+//! Isolation is physical: a tenant's chunks live in that tenant's shard or collection, and a search
+//! opens only the searching tenant's. Every result is also checked to carry the tenant in its payload.
 
 pub mod chunk;
+mod edge;
+mod server;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use qdrant_edge::bm25_embed::{EdgeBm25, EdgeBm25Config};
-use qdrant_edge::{
-    EdgeConfig, EdgeShard, EdgeSparseVectorParams, Modifier, NamedQuery, Payload, PointId,
-    PointInsertOperations, PointOperations, PointStructPersisted, QueryEnum, QueryRequest,
-    ScoringQuery, TokenizerType, UpdateOperation, VectorInternal, VectorPersisted,
-    VectorStructPersisted, WithPayloadInterface, WithVector,
-};
+use qdrant_edge::{SparseVector, TokenizerType};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -70,11 +69,61 @@ struct Manifest {
     files: BTreeMap<String, (String, Vec<u64>)>,
 }
 
-/// One tenant's knowledge base on disk.
+/// A chunk as stored: id, BM25 vector, payload.
+pub(crate) struct Point {
+    id: u64,
+    vector: SparseVector,
+    payload: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A stored chunk a query found.
+pub(crate) struct Found {
+    id: u64,
+    score: f32,
+    payload: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Where a tenant's chunks are: embedded (Qdrant Edge) or on a Qdrant server.
+enum Backend {
+    Edge(Box<edge::EdgeStore>),
+    Server(server::ServerStore),
+}
+
+impl Backend {
+    async fn upsert(&self, points: Vec<Point>) -> Result<(), String> {
+        match self {
+            Backend::Edge(e) => e.upsert(points),
+            Backend::Server(s) => s.upsert(points).await,
+        }
+    }
+
+    async fn delete(&self, ids: &[u64]) -> Result<(), String> {
+        match self {
+            Backend::Edge(e) => e.delete(ids),
+            Backend::Server(s) => s.delete(ids).await,
+        }
+    }
+
+    async fn query(&self, vector: SparseVector, top: usize) -> Result<Vec<Found>, String> {
+        match self {
+            Backend::Edge(e) => e.query(vector, top),
+            Backend::Server(s) => s.query(vector, top).await,
+        }
+    }
+
+    fn flush(&self) {
+        if let Backend::Edge(e) = self {
+            e.flush();
+        }
+    }
+}
+
+/// One tenant's knowledge base. Its manifest (which files, with which content, made which chunks) is
+/// kept under the data directory for either backend.
 pub struct TenantKb {
     tenant: String,
     dir: PathBuf,
-    shard: EdgeShard,
+    backend: Backend,
     bm25: EdgeBm25,
 }
 
@@ -110,31 +159,31 @@ fn hex_id(id: u64) -> String {
 }
 
 impl TenantKb {
-    /// Opens (or creates) the tenant's shard under `data_dir/kb/`.
-    pub fn open(data_dir: &Path, tenant: &str) -> Result<TenantKb, KbError> {
-        // Tenant names may hold any character; the directory name must not.
-        let dir = data_dir.join("kb").join(hex::encode(tenant.as_bytes()));
+    /// Opens (or creates) the tenant's knowledge base: a shard under `data_dir/kb/`, or, with
+    /// `qdrant_url`, the tenant's collection on that server.
+    pub async fn open(
+        data_dir: &Path,
+        tenant: &str,
+        qdrant_url: Option<&str>,
+    ) -> Result<TenantKb, KbError> {
+        // Tenant names may hold any character; directory and collection names must not.
+        let key = hex::encode(tenant.as_bytes());
+        let dir = data_dir.join("kb").join(&key);
         let err = |message: String| KbError::Shard {
             tenant: tenant.to_string(),
-            path: dir.display().to_string(),
+            path: qdrant_url.map_or(dir.display().to_string(), str::to_string),
             message,
         };
-        let shard_dir = dir.join("shard");
-        let shard = if shard_dir.exists() {
-            EdgeShard::load(&shard_dir, None).map_err(|e| err(e.to_string()))?
-        } else {
-            std::fs::create_dir_all(&shard_dir).map_err(|e| err(e.to_string()))?;
-            let config = EdgeConfig {
-                sparse_vectors: std::collections::HashMap::from([(
-                    VECTOR.to_string(),
-                    EdgeSparseVectorParams {
-                        modifier: Some(Modifier::Idf),
-                        ..Default::default()
-                    },
-                )]),
-                ..Default::default()
-            };
-            EdgeShard::new(&shard_dir, config).map_err(|e| err(e.to_string()))?
+        std::fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
+        let backend = match qdrant_url {
+            Some(url) => Backend::Server(
+                server::ServerStore::open(url, &format!("huixi_kb_{key}"))
+                    .await
+                    .map_err(err)?,
+            ),
+            None => Backend::Edge(Box::new(
+                edge::EdgeStore::open(&dir.join("shard")).map_err(err)?,
+            )),
         };
         let bm25 = EdgeBm25::new(EdgeBm25Config {
             tokenizer: TokenizerType::Whitespace,
@@ -145,7 +194,7 @@ impl TenantKb {
         Ok(TenantKb {
             tenant: tenant.to_string(),
             dir,
-            shard,
+            backend,
             bm25,
         })
     }
@@ -176,22 +225,17 @@ impl TenantKb {
         .map_err(|e| self.err(e))
     }
 
-    fn delete(&self, ids: &[u64]) -> Result<(), KbError> {
+    async fn delete(&self, ids: &[u64]) -> Result<(), KbError> {
         if ids.is_empty() {
             return Ok(());
         }
-        let ids: Vec<PointId> = ids.iter().map(|i| PointId::NumId(*i)).collect();
-        self.shard
-            .update(UpdateOperation::PointOperation(
-                PointOperations::DeletePoints { ids },
-            ))
-            .map_err(|e| self.err(e))
+        self.backend.delete(ids).await.map_err(|e| self.err(e))
     }
 
     /// Ingests files (directories are walked for .md, .txt, .csv and .jsonl). An unchanged file is left
     /// as it is; a changed one has its old chunks replaced. With `prune`, files ingested earlier that no
     /// longer exist are removed.
-    pub fn ingest(&self, paths: &[PathBuf], prune: bool) -> Result<Vec<Ingested>, KbError> {
+    pub async fn ingest(&self, paths: &[PathBuf], prune: bool) -> Result<Vec<Ingested>, KbError> {
         let mut files = Vec::new();
         for p in paths {
             collect(p, &mut files)?;
@@ -224,10 +268,10 @@ impl TenantKb {
                 }
             })?;
             if let Some((_, ids)) = &old {
-                self.delete(ids)?;
+                self.delete(ids).await?;
             }
             let mut ids = Vec::new();
-            let points: Vec<PointStructPersisted> = chunks
+            let points: Vec<Point> = chunks
                 .iter()
                 .map(|c| {
                     let id = chunk_id(&self.tenant, &source, c.position);
@@ -237,29 +281,15 @@ impl TenantKb {
                         "tenant": self.tenant, "source": source, "position": c.position,
                         "heading": c.heading, "text": c.text,
                     });
-                    PointStructPersisted {
-                        id: PointId::NumId(id),
-                        vector: VectorStructPersisted::Named(std::collections::HashMap::from([(
-                            VECTOR.to_string(),
-                            VectorPersisted::Sparse(self.bm25.embed_document(&indexed)),
-                        )])),
-                        payload: Some(Payload(
-                            payload
-                                .as_object()
-                                .expect("an object")
-                                .clone()
-                                .into_iter()
-                                .collect(),
-                        )),
+                    Point {
+                        id,
+                        vector: self.bm25.embed_document(&indexed),
+                        payload: payload.as_object().expect("an object").clone(),
                     }
                 })
                 .collect();
             if !points.is_empty() {
-                self.shard
-                    .update(UpdateOperation::PointOperation(
-                        PointOperations::UpsertPoints(PointInsertOperations::PointsList(points)),
-                    ))
-                    .map_err(|e| self.err(e))?;
+                self.backend.upsert(points).await.map_err(|e| self.err(e))?;
             }
             report.push(Ingested {
                 source: source.clone(),
@@ -278,16 +308,20 @@ impl TenantKb {
                 .cloned()
                 .collect();
             for source in gone {
-                report.push(self.remove_from(&mut manifest, &source)?);
+                report.push(self.remove_from(&mut manifest, &source).await?);
             }
         }
-        self.shard.flush();
+        self.backend.flush();
         Ok(report)
     }
 
-    fn remove_from(&self, manifest: &mut Manifest, source: &str) -> Result<Ingested, KbError> {
+    async fn remove_from(
+        &self,
+        manifest: &mut Manifest,
+        source: &str,
+    ) -> Result<Ingested, KbError> {
         let (_, ids) = manifest.files.remove(source).unwrap_or_default();
-        self.delete(&ids)?;
+        self.delete(&ids).await?;
         self.save_manifest(manifest)?;
         Ok(Ingested {
             source: source.to_string(),
@@ -297,7 +331,7 @@ impl TenantKb {
     }
 
     /// Removes a file's chunks (by the path it was ingested from).
-    pub fn remove(&self, source: &Path) -> Result<Ingested, KbError> {
+    pub async fn remove(&self, source: &Path) -> Result<Ingested, KbError> {
         let mut manifest = self.manifest()?;
         let key = std::fs::canonicalize(source)
             .map(|p| p.display().to_string())
@@ -313,38 +347,26 @@ impl TenantKb {
         if !manifest.files.contains_key(&key) {
             return Err(self.err(format!("{} was never ingested", source.display())));
         }
-        let done = self.remove_from(&mut manifest, &key)?;
-        self.shard.flush();
+        let done = self.remove_from(&mut manifest, &key).await?;
+        self.backend.flush();
         Ok(done)
     }
 
-    pub fn search(&self, query: &str, top: usize) -> Result<Vec<Hit>, KbError> {
+    pub async fn search(&self, query: &str, top: usize) -> Result<Vec<Hit>, KbError> {
         let terms = words(query);
         if terms.is_empty() {
             return Ok(Vec::new());
         }
-        let results = self
-            .shard
-            .query(QueryRequest {
-                prefetches: vec![],
-                query: Some(ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery {
-                    query: VectorInternal::from(self.bm25.embed_query(&terms)),
-                    using: Some(VECTOR.to_string()),
-                }))),
-                filter: None,
-                score_threshold: None,
-                limit: top,
-                offset: 0,
-                params: None,
-                with_vector: WithVector::Bool(false),
-                with_payload: WithPayloadInterface::Bool(true),
-            })
+        let found = self
+            .backend
+            .query(self.bm25.embed_query(&terms), top)
+            .await
             .map_err(|e| self.err(e))?;
         let mut hits = Vec::new();
-        for r in results {
-            let Some(p) = r.payload else { continue };
+        for f in found {
             let field = |k: &str| {
-                p.0.get(k)
+                f.payload
+                    .get(k)
                     .and_then(|v| v.as_str())
                     .unwrap_or("")
                     .to_string()
@@ -353,17 +375,17 @@ impl TenantKb {
             if field("tenant") != self.tenant {
                 continue;
             }
-            let id = match r.id {
-                PointId::NumId(n) => hex_id(n),
-                other => format!("{other:?}"),
-            };
             hits.push(Hit {
-                id,
+                id: hex_id(f.id),
                 source: field("source"),
-                position: p.0.get("position").and_then(|v| v.as_u64()).unwrap_or(0) as usize,
+                position: f
+                    .payload
+                    .get("position")
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(0) as usize,
                 heading: field("heading"),
                 text: field("text"),
-                score: r.score,
+                score: f.score,
             });
         }
         Ok(hits)
@@ -401,7 +423,8 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), KbError> {
 /// Knowledge bases of every tenant under one data directory, opened on first use and kept open.
 pub struct Knowledge {
     dir: PathBuf,
-    open: std::sync::Mutex<BTreeMap<String, std::sync::Arc<TenantKb>>>,
+    qdrant_url: Option<String>,
+    open: tokio::sync::Mutex<BTreeMap<String, std::sync::Arc<TenantKb>>>,
 }
 
 /// How much of a conversation makes the search query: its opening says what it is about.
@@ -409,15 +432,16 @@ const QUERY_CHARS: usize = 400;
 const PASSAGES: usize = 5;
 
 impl Knowledge {
-    pub fn new(dir: &Path) -> Knowledge {
+    pub fn new(dir: &Path, qdrant_url: Option<&str>) -> Knowledge {
         Knowledge {
             dir: dir.to_path_buf(),
+            qdrant_url: qdrant_url.map(str::to_string),
             open: Default::default(),
         }
     }
 
-    fn tenant(&self, tenant: &str) -> Result<Option<std::sync::Arc<TenantKb>>, KbError> {
-        let mut open = self.open.lock().expect("kb lock");
+    async fn tenant(&self, tenant: &str) -> Result<Option<std::sync::Arc<TenantKb>>, KbError> {
+        let mut open = self.open.lock().await;
         if let Some(kb) = open.get(tenant) {
             return Ok(Some(kb.clone()));
         }
@@ -430,14 +454,16 @@ impl Knowledge {
         {
             return Ok(None);
         }
-        let kb = std::sync::Arc::new(TenantKb::open(&self.dir, tenant)?);
+        let kb = std::sync::Arc::new(
+            TenantKb::open(&self.dir, tenant, self.qdrant_url.as_deref()).await?,
+        );
         open.insert(tenant.to_string(), kb.clone());
         Ok(Some(kb))
     }
 
     /// The tenant's chunks that best match the session's text, as prompt passages.
-    pub fn passages(&self, tenant: &str, session: &Session) -> Result<Vec<Passage>, KbError> {
-        let Some(kb) = self.tenant(tenant)? else {
+    pub async fn passages(&self, tenant: &str, session: &Session) -> Result<Vec<Passage>, KbError> {
+        let Some(kb) = self.tenant(tenant).await? else {
             return Ok(Vec::new());
         };
         let text: String = session
@@ -451,7 +477,8 @@ impl Knowledge {
             .take(QUERY_CHARS)
             .collect();
         Ok(kb
-            .search(&query, PASSAGES)?
+            .search(&query, PASSAGES)
+            .await?
             .into_iter()
             .map(|h| Passage {
                 id: h.id,

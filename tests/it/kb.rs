@@ -240,3 +240,74 @@ async fn analysis_gives_agents_the_matching_chunks_and_records_them() {
     ]);
     assert!(ids.contains(&price[0]["id"].as_str().unwrap()), "{ids:?}");
 }
+
+/// The production path, on a real Qdrant server when one is reachable (`HUIXI_TEST_QDRANT_URL`,
+/// default http://127.0.0.1:6334, Qdrant's gRPC port). None runs on this project's machines; the test
+/// says so and passes, as README explains how to run one.
+#[test]
+fn qdrant_server_path_when_a_server_is_reachable() {
+    let url =
+        std::env::var("HUIXI_TEST_QDRANT_URL").unwrap_or_else(|_| "http://127.0.0.1:6334".into());
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .trim_end_matches('/');
+    let reachable = std::net::ToSocketAddrs::to_socket_addrs(addr)
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| {
+            std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(1)).is_ok()
+        });
+    if !reachable {
+        eprintln!(
+            "SKIPPED qdrant_server_path_when_a_server_is_reachable: no Qdrant server at {url} \
+             (docker run -p 6333:6333 -p 6334:6334 qdrant/qdrant, or set HUIXI_TEST_QDRANT_URL)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let docs_dir = dir.path().join("docs");
+    docs(&docs_dir);
+    let d = dir.path().join("data");
+    // Tenants of their own, so runs against a shared server never see each other's chunks.
+    let a = format!("it-a-{}", std::process::id());
+    let b = format!("it-b-{}", std::process::id());
+    let args = |extra: &[&str]| -> Value {
+        let mut all: Vec<&str> = extra.to_vec();
+        all.extend([
+            "--data-dir",
+            d.to_str().unwrap(),
+            "--qdrant-url",
+            &url,
+            "--json",
+        ]);
+        kb(&all)
+    };
+    let first = args(&["kb", "ingest", docs_dir.to_str().unwrap(), "--tenant", &a]);
+    assert!(
+        first
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "added"),
+        "{first:#}"
+    );
+    let hits = args(&["kb", "search", "发票怎么开", "--tenant", &a]);
+    assert!(
+        hits[0]["text"].as_str().unwrap().contains("增值税专用发票"),
+        "{hits:#}"
+    );
+    assert_eq!(
+        args(&["kb", "search", "发票怎么开", "--tenant", &b])
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    let again = args(&["kb", "ingest", docs_dir.to_str().unwrap(), "--tenant", &a]);
+    assert!(again
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["status"] == "unchanged"));
+}
