@@ -185,13 +185,28 @@ impl AmqpQueue {
     }
 
     pub async fn publish(&self, jobs: &[Job]) -> Result<usize, QueueError> {
-        let mut confirmed = 0;
+        // Publish everything, then wait for the confirms: pipelined, not one round trip a job.
+        let channel = self.channel().await?;
+        let mut pending = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let props = BasicProperties::default().with_priority(job.lane.priority());
-            if self
-                .send(&self.name, job.encode().as_bytes(), props)
-                .await?
-            {
+            let props = BasicProperties::default()
+                .with_priority(job.lane.priority())
+                .with_delivery_mode(2);
+            let confirm = channel
+                .basic_publish(
+                    ShortString::from(""),
+                    self.name.as_str().into(),
+                    BasicPublishOptions::default(),
+                    job.encode().as_bytes(),
+                    props,
+                )
+                .await
+                .map_err(|e| self.error(e))?;
+            pending.push(confirm);
+        }
+        let mut confirmed = 0;
+        for confirm in pending {
+            if confirm.await.map_err(|e| self.error(e))?.is_ack() {
                 confirmed += 1;
             }
         }
