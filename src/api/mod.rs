@@ -103,21 +103,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> anyhow
     }
     let webhooks = tokio::spawn(crate::webhook::deliver_forever(state.ctx.store.clone()));
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(async {
-            let term = async {
-                if let Ok(mut s) =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                {
-                    s.recv().await;
-                } else {
-                    std::future::pending::<()>().await;
-                }
-            };
-            tokio::select! {
-                _ = term => {},
-                _ = tokio::signal::ctrl_c() => {},
-            }
-        })
+        .with_graceful_shutdown(crate::worker::shutdown_signal())
         .await?;
     webhooks.abort();
     Ok(())

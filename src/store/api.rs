@@ -6,13 +6,9 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::sessions::{alert, ALERT_COLUMNS};
-use super::{optional_text, text, Store, StoreError};
+use super::{now_ms, optional_text, text, Store, StoreError};
 use crate::agents::SessionResult;
 use crate::sensitive::Alert;
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
 
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))

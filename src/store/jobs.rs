@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{text, Dialect, Store, StoreError};
+use super::{now_ms, text, Dialect, Store, StoreError};
 
 /// A job handed to a worker.
 #[derive(Debug, Clone)]
@@ -21,10 +21,6 @@ pub struct DeadJob {
     pub payload: String,
     pub attempts: u32,
     pub reason: String,
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 impl Store {

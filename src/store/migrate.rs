@@ -119,7 +119,7 @@ async fn apply_pending(conn: &mut sqlx::AnyConnection, dialect: Dialect) -> Resu
         .bind(m.version)
         .bind(m.name)
         .bind(checksum)
-        .bind(chrono::Utc::now().timestamp_millis())
+        .bind(super::now_ms())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

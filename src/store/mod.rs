@@ -133,6 +133,11 @@ impl Store {
     }
 }
 
+/// Now, in the epoch milliseconds every huixi table stores times in.
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 /// A text column. MySQL reports `utf8mb4_bin` columns (binary collation keeps WeCom's case-sensitive
 /// ids distinct) as BLOB through the Any driver, so bytes are accepted too, as long as they are UTF-8.
 fn text(row: &sqlx::any::AnyRow, index: usize) -> Result<String, StoreError> {

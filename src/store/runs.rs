@@ -17,7 +17,7 @@ impl Store {
     pub async fn start_run(&self, tenant: &str, files: &[String]) -> Result<i64, StoreError> {
         let tenant = tenant.to_string();
         let files = serde_json::to_string(files).expect("strings serialize");
-        let started = chrono::Utc::now().timestamp_millis();
+        let started = super::now_ms();
         self.insert_returning_id(
             "INSERT INTO huixi_runs (tenant, started_at, files) VALUES (?, ?, ?)",
             |q| q.bind(tenant.clone()).bind(started).bind(files.clone()),
@@ -56,7 +56,7 @@ impl Store {
             "UPDATE huixi_runs SET finished_at = ?, messages_read = ?, messages_new = ?, rejected_lines = ?, \
              sessions = ?, sessions_analysed = ?, alerts = ? WHERE id = ?",
         )
-        .bind(chrono::Utc::now().timestamp_millis())
+        .bind(super::now_ms())
         .bind(record.messages_read as i64)
         .bind(record.messages_new as i64)
         .bind(rejected as i64)

@@ -100,7 +100,7 @@ impl Store {
         .bind(session.messages.len() as i64)
         .bind(input_hash)
         .bind(result_json)
-        .bind(chrono::Utc::now().timestamp_millis())
+        .bind(super::now_ms())
         .bind(writes)
         .execute(&mut *tx)
         .await?;

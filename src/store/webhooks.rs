@@ -4,7 +4,7 @@
 
 use sqlx::Row;
 
-use super::{text, Store, StoreError};
+use super::{now_ms, text, Store, StoreError};
 use crate::agents::SessionResult;
 use crate::sensitive::{Alert, Severity};
 
@@ -18,10 +18,6 @@ pub struct OutboxEvent {
     pub attempts: i64,
     pub url: String,
     pub secret: String,
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// Adds a `session.analysed` event and one `alert.high` event per high-severity alert, when the tenant

@@ -211,7 +211,8 @@ async fn report(queue: &Queue, counters: &Counters) {
     );
 }
 
-async fn watch_signals(stopping: Arc<AtomicBool>) {
+/// Resolves on SIGTERM or Ctrl-C: the deployment asking the process to stop.
+pub async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
@@ -224,6 +225,10 @@ async fn watch_signals(stopping: Arc<AtomicBool>) {
         _ = term => {},
         _ = tokio::signal::ctrl_c() => {},
     }
+}
+
+async fn watch_signals(stopping: Arc<AtomicBool>) {
+    shutdown_signal().await;
     stopping.store(true, Ordering::Relaxed);
 }
 
