@@ -106,6 +106,17 @@ impl Stage {
             Stage::Lost => "战败",
         }
     }
+
+    /// The stage a buying signal shows the deal has reached (a session's stage is the furthest).
+    pub fn reached_by(signal_kind: &str) -> Stage {
+        match signal_kind {
+            "need" | "quantity" => Stage::NeedsConfirmed,
+            "price_ask" | "quote" | "price" => Stage::Quoted,
+            "bargain" | "objection" | "purchase" => Stage::Negotiating,
+            "closing" => Stage::Won,
+            _ => Stage::None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -103,14 +103,7 @@ impl OpportunityCues {
             Stage::None
         };
         for (s, _, _) in &signals {
-            let reached = match s.kind.as_str() {
-                "need" | "quantity" => Stage::NeedsConfirmed,
-                "price_ask" | "quote" | "price" => Stage::Quoted,
-                "bargain" | "objection" | "purchase" => Stage::Negotiating,
-                "closing" => Stage::Won,
-                _ => Stage::None,
-            };
-            stage = stage.max(reached);
+            stage = stage.max(Stage::reached_by(&s.kind));
         }
         let last_is_strong_objection = signals
             .last()
