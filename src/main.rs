@@ -6,6 +6,7 @@ mod agents;
 mod api;
 mod archive;
 mod cli;
+mod customers;
 mod eval;
 mod kb;
 mod llm;
@@ -14,6 +15,7 @@ mod queue;
 mod sensitive;
 mod store;
 mod telemetry;
+mod trajectory;
 mod webhook;
 mod worker;
 

@@ -17,9 +17,11 @@ use crate::agents::offline::{hex, OfflineAnalysers};
 use crate::agents::Passage;
 use crate::agents::SessionResult;
 use crate::archive::{conversation_key, read_files, sessionize, RejectedLine, Session};
+use crate::customers::{contributions, refresh, CustomerProfile, Duplicate};
 use crate::kb::Knowledge;
 use crate::sensitive::{scan_session, Alert, Engine, Registry, RiskRules};
-use crate::store::{RunRecord, Store};
+use crate::store::{MetricsFilter, RunRecord, Store};
+use crate::trajectory::{self, session_metrics, SessionMetrics, StaffDay, TIMEOUT_KIND};
 
 pub struct Options {
     pub tenant: String,
@@ -45,8 +47,23 @@ pub struct Report {
     pub rejected_lines: Vec<RejectedLine>,
     pub alerts: Vec<Alert>,
     pub results: Vec<SessionResult>,
+    /// 会话轨迹 of the sessions above, and per staff member and day over the days they cover.
+    pub metrics: RunMetrics,
+    /// Profiles of the customers in the sessions above, across all their sessions.
+    pub customers: Vec<CustomerProfile>,
+    /// 撞单 involving those customers.
+    pub duplicates: Vec<Duplicate>,
     #[serde(skip)]
     pub stats: RunRecord,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct RunMetrics {
+    pub sessions: Vec<SessionMetrics>,
+    pub staff_days: Vec<StaffDay>,
+    /// Local dates the sessions have messages on.
+    #[serde(skip)]
+    pub days: BTreeSet<String>,
 }
 
 /// Called once per conversation finished, for progress display.
@@ -95,6 +112,9 @@ pub async fn analyze(
         rejected_lines: input.rejected,
         alerts: Vec::new(),
         results: Vec::new(),
+        metrics: RunMetrics::default(),
+        customers: Vec::new(),
+        duplicates: Vec::new(),
         stats: RunRecord::default(),
     };
     for key in &conversations {
@@ -104,9 +124,23 @@ pub async fn analyze(
         stats.alerts += done.alerts.len() as u64;
         report.alerts.extend(done.alerts);
         report.results.extend(done.results);
+        report.metrics.sessions.extend(done.metrics);
+        report.metrics.days.extend(done.days);
+        for p in done.customers {
+            // A customer in several conversations keeps the profile folded last, which saw them all.
+            report.customers.retain(|c| c.customer != p.customer);
+            report.customers.push(p);
+        }
         progress.advance();
     }
     report.sessions = report.results.len();
+    report.customers.sort_by(|a, b| a.customer.cmp(&b.customer));
+    for d in report.customers.iter().flat_map(|c| &c.duplicates) {
+        if !report.duplicates.contains(d) {
+            report.duplicates.push(d.clone());
+        }
+    }
+    report.metrics.staff_days = run_staff_days(store, &opts.tenant, &report.metrics).await?;
     store
         .finish_run(run, report.rejected_lines.len(), &stats)
         .await?;
@@ -121,6 +155,12 @@ pub struct ConversationDone {
     pub written: usize,
     pub results: Vec<SessionResult>,
     pub alerts: Vec<Alert>,
+    pub metrics: Vec<SessionMetrics>,
+    /// Local dates the sessions have messages on.
+    pub days: BTreeSet<String>,
+    /// Profiles of the conversation's customers, and of customers found to share a phone or name
+    /// with them.
+    pub customers: Vec<CustomerProfile>,
 }
 
 #[tracing::instrument(skip_all, fields(tenant = %opts.tenant, conversation = %key))]
@@ -165,6 +205,9 @@ pub async fn analyze_conversation(
         written: 0,
         results: Vec::new(),
         alerts: Vec::new(),
+        metrics: Vec::new(),
+        days: BTreeSet::new(),
+        customers: Vec::new(),
     };
     for session in &sessions {
         // Passages are part of the input: a changed knowledge base is a reason to analyse again.
@@ -233,7 +276,103 @@ pub async fn analyze_conversation(
     {
         store.delete_session(&opts.tenant, &gone.id).await?;
     }
+    beyond_sessions(store, analysers, opts, key, &sessions, &mut done).await?;
     Ok(done)
+}
+
+/// What spans sessions, recomputed whenever a conversation is analysed: its metrics (a reply in the
+/// next session still answers the last one), then the profiles of its customers.
+async fn beyond_sessions(
+    store: &Store,
+    analysers: &Analysers<'_>,
+    opts: &Options,
+    key: &str,
+    sessions: &[Session],
+    done: &mut ConversationDone,
+) -> anyhow::Result<()> {
+    let tenant = opts.tenant.as_str();
+    let settings = store.tenant_settings(tenant).await?;
+    let hours = settings
+        .calendar
+        .hours()
+        .map_err(|e| anyhow::anyhow!("calendar of tenant {tenant:?}: {e}"))?;
+    let horizon = store.archive_horizon(tenant).await?;
+    // Stored sessions come back with the timeouts raised last time; they are raised afresh here.
+    done.alerts.retain(|a| a.kind != TIMEOUT_KIND);
+    let measured = trajectory::measure(sessions, &done.results, &done.alerts, &hours, horizon);
+    store
+        .replace_conversation_metrics(tenant, key, &measured)
+        .await
+        .with_context(|| format!("saving the metrics of {key}"))?;
+    done.metrics = sessions
+        .iter()
+        .map(|s| session_metrics(&s.id, &measured.turns, &measured.traffic, horizon))
+        .collect();
+    done.days = measured.traffic.iter().map(|t| t.day.clone()).collect();
+    done.alerts.extend(measured.timeouts);
+
+    let contributed: Vec<_> = sessions
+        .iter()
+        .zip(&done.results)
+        .flat_map(|(s, r)| contributions(s, r))
+        .collect();
+    let mut customers = store
+        .replace_contributions(tenant, key, &contributed)
+        .await
+        .with_context(|| format!("saving the customer contributions of {key}"))?;
+    for c in &contributed {
+        if !customers.contains(&c.customer) {
+            customers.push(c.customer.clone());
+        }
+    }
+    let library = settings.tag_library.as_ref();
+    let mut refreshed: BTreeSet<String> = BTreeSet::new();
+    while let Some(customer) = customers.pop() {
+        if !refreshed.insert(customer.clone()) {
+            continue;
+        }
+        let Some(profile) = refresh(store, tenant, &customer, library, analysers.llm).await? else {
+            continue;
+        };
+        // A phone this customer wrote may also be another customer's: their 撞单 changed too.
+        for d in &profile.duplicates {
+            customers.extend(
+                d.customers
+                    .iter()
+                    .filter(|c| !refreshed.contains(*c))
+                    .cloned(),
+            );
+        }
+        done.customers.push(profile);
+    }
+    Ok(())
+}
+
+/// Per staff member and day, over the days the run's sessions touched, for the staff in them.
+async fn run_staff_days(
+    store: &Store,
+    tenant: &str,
+    metrics: &RunMetrics,
+) -> anyhow::Result<Vec<StaffDay>> {
+    let (Some(first), Some(last)) = (metrics.days.first(), metrics.days.last()) else {
+        return Ok(Vec::new());
+    };
+    let staff: BTreeSet<&str> = metrics
+        .sessions
+        .iter()
+        .flat_map(|m| m.staff.iter().map(String::as_str))
+        .collect();
+    let filter = MetricsFilter {
+        from_day: Some(first.clone()),
+        to_day: Some(last.clone()),
+        ..MetricsFilter::default()
+    };
+    let (turns, traffic) = store.metrics_rows(tenant, &filter).await?;
+    let horizon = store.archive_horizon(tenant).await?;
+    Ok(trajectory::staff_days(&turns, &traffic, horizon)
+        .into_iter()
+        .filter(|d| staff.contains(d.staff.as_str()) && metrics.days.contains(&d.day))
+        .collect())
 }
 
 fn input_hash(

@@ -17,6 +17,7 @@ pub const BUILTIN: &[&str] = &[
     "competitors",
     "opportunity",
     "summary",
+    "opportunity_profile",
 ];
 
 const EMBEDDED: &[(&str, &str)] = &[
@@ -67,6 +68,18 @@ const EMBEDDED: &[(&str, &str)] = &[
     (
         "agents/summary.schema.json",
         include_str!("../../agents/summary.schema.json"),
+    ),
+    (
+        "agents/opportunity_profile.toml",
+        include_str!("../../agents/opportunity_profile.toml"),
+    ),
+    (
+        "agents/opportunity_profile.schema.json",
+        include_str!("../../agents/opportunity_profile.schema.json"),
+    ),
+    (
+        "prompts/opportunity_profile.hbs",
+        include_str!("../../prompts/opportunity_profile.hbs"),
     ),
     (
         "prompts/system.hbs",
@@ -130,8 +143,18 @@ struct AgentFile {
     max_output_tokens: Option<u32>,
     context_tokens: Option<usize>,
     retrieval: Option<Retrieval>,
+    scope: Option<Scope>,
     #[serde(default)]
     vars: BTreeMap<String, toml::Value>,
+}
+
+/// What an agent reads: one session (the default), or one customer across their sessions.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    #[default]
+    Session,
+    Customer,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -157,6 +180,7 @@ pub struct AgentDef {
     pub max_output_tokens: u32,
     pub context_tokens: usize,
     pub retrieval: Retrieval,
+    pub scope: Scope,
     /// Prompt variables (tenant rubric, industry, …), as JSON for the template.
     pub vars: serde_json::Map<String, serde_json::Value>,
 }
@@ -288,6 +312,7 @@ fn merge(base: AgentFile, over: AgentFile) -> AgentFile {
         max_output_tokens: over.max_output_tokens.or(base.max_output_tokens),
         context_tokens: over.context_tokens.or(base.context_tokens),
         retrieval: over.retrieval.or(base.retrieval),
+        scope: over.scope.or(base.scope),
         vars,
     }
 }
@@ -341,6 +366,7 @@ fn resolve(
             enabled: false,
             top_k: 0,
         }),
+        scope: def.scope.unwrap_or_default(),
         vars,
     })
 }

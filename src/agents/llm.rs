@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::definition::{AgentDef, AgentSet};
+use super::definition::{AgentDef, AgentSet, Scope};
 use super::merge::merge;
 use super::prompt::{conversation_lines, user_message, Passage, Renderer, TemplateError};
 use super::{
@@ -49,6 +49,8 @@ impl LlmAnalysers {
         self.endpoint.counters()
     }
 }
+
+mod profile;
 
 /// The name the combined call's schema goes by.
 const COMBINED: &str = "huixi_analysis";
@@ -102,10 +104,15 @@ impl LlmAnalysers {
         passages: &[Passage],
     ) -> (SessionResult, Vec<UsageRow>) {
         let lines = conversation_lines(&session.messages);
+        let session_agents = self
+            .agents
+            .agents
+            .iter()
+            .filter(|a| a.scope == Scope::Session);
         let groups: Vec<Vec<&AgentDef>> = if self.combined {
-            vec![self.agents.agents.iter().collect()]
+            vec![session_agents.collect()]
         } else {
-            self.agents.agents.iter().map(|a| vec![a]).collect()
+            session_agents.map(|a| vec![a]).collect()
         };
         let runs = groups
             .iter()

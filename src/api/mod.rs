@@ -3,11 +3,14 @@
 //!
 //! Routes (all JSON; `openapi.json` describes them):
 //! - tenant token: `POST /v1/reanalyze`, `GET /v1/jobs/{id}`, `GET /v1/sessions`, `GET /v1/sessions/{id}`,
-//!   `GET /v1/alerts`, `PUT /v1/lexicon`, `PUT /v1/whitelist`;
+//!   `GET /v1/sessions/{id}/metrics`, `GET /v1/alerts`, `PUT /v1/lexicon`, `PUT /v1/whitelist`,
+//!   `GET /v1/customers/{id}`, `GET /v1/customers/{id}/tags`, `GET /v1/duplicates`, `GET /v1/metrics`,
+//!   `PUT /v1/tag-library`, `GET|PUT /v1/calendar`;
 //! - admin token: `POST /admin/tokens`, `DELETE /admin/tokens/{id}`, `PUT /admin/tenants/{t}/webhook`;
 //! - open: `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus), `GET /openapi.json`.
 
 mod auth;
+mod customers;
 mod error;
 mod routes;
 
@@ -42,13 +45,23 @@ pub fn router(state: AppState) -> Router {
     let uploads = Router::new()
         .route("/v1/lexicon", put(routes::put_lexicon))
         .route("/v1/whitelist", put(routes::put_whitelist))
+        .route("/v1/tag-library", put(customers::put_tag_library))
         .layer(DefaultBodyLimit::max(LEXICON_LIMIT));
     Router::new()
         .route("/v1/reanalyze", post(routes::reanalyze))
         .route("/v1/jobs/{id}", get(routes::job))
         .route("/v1/sessions", get(routes::sessions))
         .route("/v1/sessions/{id}", get(routes::session))
+        .route("/v1/sessions/{id}/metrics", get(customers::session_metrics))
         .route("/v1/alerts", get(routes::alerts))
+        .route("/v1/customers/{id}", get(customers::customer))
+        .route("/v1/customers/{id}/tags", get(customers::customer_tags))
+        .route("/v1/duplicates", get(customers::duplicates))
+        .route("/v1/metrics", get(customers::metrics))
+        .route(
+            "/v1/calendar",
+            get(customers::calendar).put(customers::put_calendar),
+        )
         .route("/admin/tokens", post(routes::create_token))
         .route("/admin/tokens/{id}", delete(routes::revoke_token))
         .route("/admin/tenants/{tenant}/webhook", put(routes::put_webhook))

@@ -2,15 +2,17 @@
 //! prints the report.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use clap::Args;
 
 use super::analysis::AnalysisArgs;
+use crate::customers::TagLibrary;
 use crate::pipeline::{self, Report};
 use crate::sensitive::Severity;
 use crate::store::Store;
+use crate::trajectory::Calendar;
 
 #[derive(Args)]
 pub struct AnalyzeArgs {
@@ -25,8 +27,39 @@ pub struct AnalyzeArgs {
     /// Print one JSON document on stdout instead of the readable summary.
     #[arg(long)]
     pub json: bool,
+    /// The tenant's working-hours calendar and reply threshold (TOML or JSON), kept in the store for
+    /// later runs and workers.
+    #[arg(long, value_name = "FILE")]
+    pub calendar: Option<PathBuf>,
+    /// The tenant's tag library (JSON: WeCom's corp tag list, optionally with keywords and stages per
+    /// tag), kept in the store for later runs and workers.
+    #[arg(long, value_name = "FILE")]
+    pub tag_library: Option<PathBuf>,
     #[command(flatten)]
     pub analysis: AnalysisArgs,
+}
+
+/// Checks and stores the settings files given on the command line, before any analysis uses them.
+pub async fn store_settings(
+    store: &Store,
+    tenant: &str,
+    calendar: Option<&Path>,
+    tag_library: Option<&Path>,
+) -> anyhow::Result<()> {
+    let read = |p: &Path| {
+        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+    };
+    if let Some(path) = calendar {
+        let cal = Calendar::parse(&path.display().to_string(), &read(path)?)
+            .map_err(anyhow::Error::msg)?;
+        store.put_calendar(tenant, &cal).await?;
+    }
+    if let Some(path) = tag_library {
+        let lib = TagLibrary::parse(&path.display().to_string(), &read(path)?)
+            .map_err(anyhow::Error::msg)?;
+        store.put_tag_library(tenant, &lib).await?;
+    }
+    Ok(())
 }
 
 pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
@@ -36,6 +69,13 @@ pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         }
     }
     let store = Store::connect(&args.db).await?;
+    store_settings(
+        &store,
+        &args.tenant,
+        args.calendar.as_deref(),
+        args.tag_library.as_deref(),
+    )
+    .await?;
     let ctx = args.analysis.context(&store, &args.tenant)?;
     let opts = ctx.options(&args.tenant);
     let bar = if args.json || !std::io::stderr().is_terminal() {
@@ -172,6 +212,75 @@ fn print_summary(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
         }
         for f in &s.failures {
             writeln!(out, "      FAILED {}: {}", f.agent, f.error)?;
+        }
+    }
+    if !r.metrics.staff_days.is_empty() {
+        writeln!(
+            out,
+            "\nStaff by day (working-time response seconds: first / mean / p90)"
+        )?;
+        let secs = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{s:.0}"));
+        for d in &r.metrics.staff_days {
+            writeln!(
+                out,
+                "  {} {}  {} sessions, {} in / {} out, response {} / {} / {}, {} overdue, {:.0}% negative",
+                d.day,
+                d.staff,
+                d.sessions,
+                d.customer_messages,
+                d.staff_messages,
+                secs(d.first_response_secs),
+                secs(d.mean_response_secs),
+                secs(d.p90_response_secs.map(|s| s as f64)),
+                d.overdue,
+                d.negative_share * 100.0
+            )?;
+        }
+    }
+    if !r.customers.is_empty() {
+        writeln!(out, "\nCustomers")?;
+        for c in &r.customers {
+            let moves: Vec<String> = c
+                .stage_history
+                .iter()
+                .map(|m| format!("{}({})", m.label, m.evidence.join(",")))
+                .collect();
+            writeln!(
+                out,
+                "  {} — {} sessions with {}; stage {}: {}",
+                c.customer,
+                c.sessions,
+                c.staff.join("、"),
+                c.stage_label,
+                moves.join(" → ")
+            )?;
+            writeln!(
+                out,
+                "      next: {} ({})",
+                c.next_best_action.action, c.next_best_action.reason
+            )?;
+            if !c.tags.is_empty() {
+                let tags: Vec<String> = c
+                    .tags
+                    .iter()
+                    .map(|t| format!("{}:{} {:.2}", t.group, t.tag, t.confidence))
+                    .collect();
+                writeln!(out, "      tags: {}", tags.join(", "))?;
+            }
+        }
+    }
+    if !r.duplicates.is_empty() {
+        writeln!(out, "\n撞单")?;
+        for d in &r.duplicates {
+            writeln!(
+                out,
+                "  {} {} customers {} staff {} evidence {}",
+                d.kind,
+                d.value.as_deref().unwrap_or(""),
+                d.customers.join(","),
+                d.staff.join(","),
+                d.evidence.join(",")
+            )?;
         }
     }
     Ok(())

@@ -17,7 +17,7 @@ mod risk;
 pub use lexicon::{Entry, Lexicon, LineError, Severity};
 pub use lines::scan_lines;
 pub use matcher::{Engine, Match, MatchKind};
-pub use pii::mask as mask_pii;
+pub use pii::{detect as detect_pii, mask as mask_pii, phone_digits};
 pub use registry::Registry;
 pub use risk::{scan_session, Alert, RiskRules};
 

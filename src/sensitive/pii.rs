@@ -333,6 +333,16 @@ pub fn detect(text: &str) -> Vec<Match> {
     out
 }
 
+/// The digits of a phone found by [`detect`], however they were written (separators, full-width,
+/// Chinese numerals): what tells that two mentions are one number.
+pub fn phone_digits(matched: &str) -> String {
+    matched
+        .chars()
+        .filter_map(digit_value)
+        .map(|d| char::from(b'0' + d))
+        .collect()
+}
+
 /// 脱敏: phones keep their first 3 and last 4 digits (138****5678), cards their first and last 4
 /// (6222 **** **** 0123), ids their first 2 characters. Everything else is left as it was.
 pub fn mask(text: &str) -> String {

@@ -42,6 +42,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0004_api.sql"),
         mysql: include_str!("../../migrations/mysql/0004_api.sql"),
     },
+    Migration {
+        version: 5,
+        name: "customers",
+        sqlite: include_str!("../../migrations/sqlite/0005_customers.sql"),
+        mysql: include_str!("../../migrations/mysql/0005_customers.sql"),
+    },
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<(), StoreError> {

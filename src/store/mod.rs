@@ -3,12 +3,15 @@
 //! dialects differ spelled out in [`Dialect`]; all tables carry the `huixi_` prefix and a tenant column.
 
 mod api;
+mod customers;
 mod jobs;
 mod llm;
 mod messages;
 mod migrate;
 mod runs;
 mod sessions;
+mod settings;
+mod trajectory;
 mod webhooks;
 
 use std::str::FromStr;
@@ -17,9 +20,11 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::AnyPool;
 
 pub use api::{Principal, SessionFilter};
+pub use customers::contributions_hash;
 pub use jobs::DeadJob;
 pub use llm::{CachedAnswer, UsageGrouping, UsageRow};
 pub use runs::RunRecord;
+pub use trajectory::MetricsFilter;
 pub use webhooks::OutboxEvent;
 
 #[derive(Debug, thiserror::Error)]

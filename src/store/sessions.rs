@@ -119,23 +119,7 @@ impl Store {
             .await?;
         }
         for a in alerts {
-            sqlx::query(
-                "INSERT INTO huixi_alerts (tenant, session_id, msgid, kind, category, severity, word, text, \
-                 start_char, end_char, evidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(tenant)
-            .bind(&session.id)
-            .bind(&a.msgid)
-            .bind(&a.kind)
-            .bind(&a.category)
-            .bind(a.severity.as_str())
-            .bind(&a.word)
-            .bind(&a.text)
-            .bind(a.start as i64)
-            .bind(a.end as i64)
-            .bind(serde_json::to_string(&a.evidence).expect("strings serialize"))
-            .execute(&mut *tx)
-            .await?;
+            insert_alert(&mut tx, tenant, a).await?;
         }
         super::webhooks::enqueue_events(&mut tx, tenant, &session.id, result, alerts).await?;
         tx.commit().await?;
@@ -200,6 +184,31 @@ pub(super) fn alert(r: &sqlx::any::AnyRow) -> Result<Alert, StoreError> {
         evidence: serde_json::from_str(&text(r, 9)?)
             .map_err(|e| StoreError::Corrupt(format!("alert evidence: {e}")))?,
     })
+}
+
+pub(super) async fn insert_alert(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &str,
+    a: &Alert,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO huixi_alerts (tenant, session_id, msgid, kind, category, severity, word, text, \
+         start_char, end_char, evidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(tenant)
+    .bind(&a.session)
+    .bind(&a.msgid)
+    .bind(&a.kind)
+    .bind(&a.category)
+    .bind(a.severity.as_str())
+    .bind(&a.word)
+    .bind(&a.text)
+    .bind(a.start as i64)
+    .bind(a.end as i64)
+    .bind(serde_json::to_string(&a.evidence).expect("strings serialize"))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 async fn delete_session_rows(

@@ -29,12 +29,7 @@ pub(super) async fn enqueue_events(
     result: &SessionResult,
     alerts: &[Alert],
 ) -> Result<(), StoreError> {
-    let hooked = sqlx::query("SELECT tenant FROM huixi_webhooks WHERE tenant = ?")
-        .bind(tenant)
-        .fetch_optional(&mut **tx)
-        .await?
-        .is_some();
-    if !hooked {
+    if !hooked(tx, tenant).await? {
         return Ok(());
     }
     let mut events = vec![(
@@ -47,6 +42,57 @@ pub(super) async fn enqueue_events(
             serde_json::json!({"tenant": tenant, "alert": a}),
         ));
     }
+    insert_events(tx, tenant, events).await
+}
+
+/// One event per alert, for alerts raised outside a session's analysis (超时未回复).
+pub(super) async fn enqueue_alerts(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &str,
+    event: &'static str,
+    alerts: &[Alert],
+) -> Result<(), StoreError> {
+    if alerts.is_empty() || !hooked(tx, tenant).await? {
+        return Ok(());
+    }
+    let events = alerts
+        .iter()
+        .map(|a| (event, serde_json::json!({"tenant": tenant, "alert": a})))
+        .collect();
+    insert_events(tx, tenant, events).await
+}
+
+/// A profile the CRM should pick up.
+pub(super) async fn enqueue_event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &str,
+    event: &'static str,
+    payload: serde_json::Value,
+) -> Result<(), StoreError> {
+    if !hooked(tx, tenant).await? {
+        return Ok(());
+    }
+    insert_events(tx, tenant, vec![(event, payload)]).await
+}
+
+async fn hooked(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &str,
+) -> Result<bool, StoreError> {
+    Ok(
+        sqlx::query("SELECT tenant FROM huixi_webhooks WHERE tenant = ?")
+            .bind(tenant)
+            .fetch_optional(&mut **tx)
+            .await?
+            .is_some(),
+    )
+}
+
+async fn insert_events(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &str,
+    events: Vec<(&'static str, serde_json::Value)>,
+) -> Result<(), StoreError> {
     for (event, payload) in events {
         sqlx::query(
             "INSERT INTO huixi_outbox (tenant, event, payload, next_at) VALUES (?, ?, ?, ?)",

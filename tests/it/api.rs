@@ -424,6 +424,17 @@ async fn health_readiness_metrics_and_openapi_are_served() {
     assert_eq!(status, 200);
     assert_eq!(doc["openapi"], "3.0.3");
     assert!(doc["paths"]["/v1/reanalyze"]["post"].is_object());
+    for (path, method) in [
+        ("/v1/customers/{id}", "get"),
+        ("/v1/customers/{id}/tags", "get"),
+        ("/v1/metrics", "get"),
+        ("/v1/duplicates", "get"),
+        ("/v1/tag-library", "put"),
+        ("/v1/calendar", "put"),
+        ("/v1/sessions/{id}/metrics", "get"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{path} {method}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -515,4 +526,169 @@ async fn webhooks_are_signed_retried_and_delivered() {
         .await
         .unwrap();
     assert_eq!(pending, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn customers_metrics_tags_and_settings_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_url(dir.path());
+    let journey = journey_archive().display().to_string();
+    let calendar = repo().join("samples/calendar.toml").display().to_string();
+    stdout_json(&huixi(&[
+        "analyze",
+        &journey,
+        "--db",
+        &db,
+        "--json",
+        "--calendar",
+        &calendar,
+    ]));
+    let s = Server::start_empty(&db);
+
+    // No library yet: a profile without tags. Then the CRM uploads its library (WeCom's format).
+    let (status, body) = s.get("/v1/customers/wmJourney", &s.a).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["profile"]["stage"], "negotiating");
+    assert_eq!(body["profile"]["tags"], json!([]));
+    let bad =
+        r#"{"tag_group": [{"group_name": "行业", "tag": [{"name": "教育"}, {"name": "教育"}]}]}"#;
+    let (status, body) = s
+        .call("PUT", "/v1/tag-library", Some(&s.a), Some(bad.into()))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("groups[0].tags[1].name"),
+        "{body}"
+    );
+    let library = json!({"tag_group": [
+        {"group_id": "g1", "group_name": "行业", "tag": [
+            {"id": "t_edu", "name": "教育", "keywords": ["学校", "培训"]},
+            {"id": "t_retail", "name": "零售", "keywords": ["门店"]}]},
+        {"group_id": "g2", "group_name": "意向程度", "exclusive": true, "tag": [
+            {"id": "t_high", "name": "高", "stages": ["negotiating", "won"]},
+            {"id": "t_low", "name": "低", "stages": ["initial_contact"]}]}]});
+    let (status, body) = s
+        .call(
+            "PUT",
+            "/v1/tag-library",
+            Some(&s.a),
+            Some(library.to_string()),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["groups"].clone(), body["tags"].clone()),
+        (json!(2), json!(4))
+    );
+    let (status, body) = s.get("/v1/customers/wmJourney/tags", &s.a).await;
+    assert_eq!(status, 200, "{body}");
+    let tags: Vec<(String, String)> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            assert!(!t["evidence"].as_array().unwrap().is_empty(), "{t}");
+            (
+                t["tag"].as_str().unwrap().to_string(),
+                t["tag_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tags,
+        [
+            ("高".to_string(), "t_high".to_string()),
+            ("教育".to_string(), "t_edu".to_string())
+        ]
+    );
+
+    // Metrics per staff member and day, filtered.
+    let (status, body) = s
+        .get(
+            "/v1/metrics?staff=liuyang&from=2026-11-17&to=2026-11-18",
+            &s.a,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let days: Vec<&str> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["day"].as_str().unwrap())
+        .collect();
+    assert_eq!(days, ["2026-11-17", "2026-11-18"]);
+    assert_eq!(body["items"][1]["overdue"], 1);
+    assert_eq!(s.get("/v1/metrics?from=yesterday", &s.a).await.0, 400);
+    let (_, dups) = s.get("/v1/duplicates", &s.a).await;
+    let kinds: Vec<&str> = dups["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"same_customer") && kinds.contains(&"same_phone"),
+        "{dups}"
+    );
+    let (_, sessions) = s
+        .get("/v1/sessions?customer=wmJourney&limit=50", &s.a)
+        .await;
+    let first = sessions["items"][0]["session"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, m) = s.get(&format!("/v1/sessions/{first}/metrics"), &s.a).await;
+    assert_eq!(status, 200, "{m}");
+    assert_eq!(m["metrics"]["session"], first.as_str());
+
+    // The calendar: refused with the field named, accepted and read back.
+    let (status, body) = s
+        .call(
+            "PUT",
+            "/v1/calendar",
+            Some(&s.a),
+            Some(r#"{"utc_offset": "+8"}"#.into()),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().contains("utc_offset"),
+        "{body}"
+    );
+    let (status, _) = s
+        .call(
+            "PUT",
+            "/v1/calendar",
+            Some(&s.a),
+            Some(r#"{"reply_within_minutes": 10}"#.into()),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        s.get("/v1/calendar", &s.a).await.1["calendar"]["reply_within_minutes"],
+        10
+    );
+
+    // Re-analysing the customer recomputes their profile; another tenant sees none of it.
+    let (status, body) = s
+        .post("/v1/reanalyze", &s.a, json!({"customer": "wmJourney"}))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["conversations"], 2, "both staff members' chats");
+    s.wait(body["job"].as_i64().unwrap(), &s.a).await;
+    let (status, body) = s.get("/v1/customers/wmJourney", &s.a).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["profile"]["sessions"], 7);
+    for path in [
+        "/v1/customers/wmJourney",
+        "/v1/customers/wmJourney/tags",
+        &format!("/v1/sessions/{first}/metrics"),
+    ] {
+        assert_eq!(s.get(path, &s.b).await.0, 404, "{path}");
+    }
+    assert_eq!(s.get("/v1/metrics", &s.b).await.1["items"], json!([]));
+    assert_eq!(s.get("/v1/duplicates", &s.b).await.1["items"], json!([]));
 }

@@ -17,6 +17,11 @@ pub fn sample_archive() -> PathBuf {
     repo().join("samples/archive.jsonl")
 }
 
+/// One customer's week: two staff, working hours, a shared phone (`samples/make_journey.py`).
+pub fn journey_archive() -> PathBuf {
+    repo().join("samples/journey.jsonl")
+}
+
 /// Runs `huixi ARGS…` to completion with a clean environment of HUIXI_* variables.
 pub fn huixi(args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_huixi"));
@@ -57,6 +62,11 @@ pub async fn dump(url: &str) -> Vec<String> {
         "SELECT tenant, id, conversation, kind, participants, start_ms, end_ms, message_count, input_hash, result, analysed_at FROM huixi_sessions ORDER BY tenant, id",
         "SELECT tenant, session_id, kind, payload, evidence, analyser FROM huixi_findings ORDER BY tenant, session_id, kind",
         "SELECT id, tenant, session_id, msgid, kind, category, severity, word, text, start_char, end_char, evidence FROM huixi_alerts ORDER BY id",
+        "SELECT tenant, conversation, session_id, msgid, staff, day, asked_at, due_at, answered_msgid, answered_at, wait_ms FROM huixi_turns ORDER BY tenant, msgid, staff",
+        "SELECT tenant, session_id, staff, day, sent, received, negative, alerts FROM huixi_traffic ORDER BY tenant, session_id, staff, day",
+        "SELECT tenant, customer, session_id, contribution FROM huixi_customer_sessions ORDER BY tenant, customer, session_id",
+        "SELECT tenant, customer, profile, input_hash, updated_at FROM huixi_customers ORDER BY tenant, customer",
+        "SELECT tenant, customer, tag_group, tag, reason, evidence, updated_at FROM huixi_tag_suggestions ORDER BY tenant, customer, tag_group, tag",
     ];
     let mut rows = Vec::new();
     for q in queries {
@@ -67,6 +77,11 @@ pub async fn dump(url: &str) -> Vec<String> {
                 let cell = row
                     .try_get::<String, _>(i)
                     .or_else(|_| row.try_get::<i64, _>(i).map(|v| v.to_string()))
+                    .or_else(|_| row.try_get::<Option<i64>, _>(i).map(|v| format!("{v:?}")))
+                    .or_else(|_| {
+                        row.try_get::<Option<String>, _>(i)
+                            .map(|v| format!("{v:?}"))
+                    })
                     .or_else(|_| {
                         row.try_get::<Vec<u8>, _>(i)
                             .map(|b| String::from_utf8(b).expect("UTF-8 text"))

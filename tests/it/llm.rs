@@ -38,6 +38,20 @@ fn fixture_str(name: &str) -> String {
     fixture(name).display().to_string()
 }
 
+/// The customer-profile agent runs once per customer beside the session agents.
+const PROFILE: &str = "opportunity_profile";
+
+fn customers(report: &Value) -> usize {
+    report["customers"].as_array().unwrap().len()
+}
+
+fn session_calls(mock: &Mock) -> usize {
+    mock.bodies()
+        .iter()
+        .filter(|b| schema_name(b) != PROFILE)
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn schema_valid_answers_fill_every_field_and_a_rerun_costs_nothing() {
     let mock = Mock::start(Behaviour::Valid).await;
@@ -46,9 +60,14 @@ async fn schema_valid_answers_fill_every_field_and_a_rerun_costs_nothing() {
     let report = analyze(&mock, &db, &fixture_str("mixed.jsonl"), &[]).await;
     let results = report["results"].as_array().unwrap();
     assert_eq!(
-        mock.count(),
+        session_calls(&mock),
         results.len() * AGENTS.len(),
         "one call per agent per session"
+    );
+    assert_eq!(
+        mock.count() - session_calls(&mock),
+        customers(&report),
+        "one profile call per customer"
     );
     for r in results {
         assert_eq!(r["analyser"], "llm:mock-model");
@@ -64,7 +83,8 @@ async fn schema_valid_answers_fill_every_field_and_a_rerun_costs_nothing() {
         assert!(r["emotion"]["customer"].is_object() || r["emotion"]["staff"].is_object());
     }
     for body in mock.bodies() {
-        assert!(AGENTS.contains(&schema_name(&body).as_str()));
+        let name = schema_name(&body);
+        assert!(AGENTS.contains(&name.as_str()) || name == PROFILE, "{name}");
         assert_eq!(body["response_format"]["type"], "json_schema");
     }
 
@@ -98,7 +118,7 @@ async fn an_invalid_answer_is_repaired_with_one_more_request() {
     let db = sqlite_url(dir.path());
     let report = analyze(&mock, &db, &fixture_str("mixed.jsonl"), &[]).await;
     let sessions = report["results"].as_array().unwrap().len();
-    assert_eq!(mock.count(), sessions * (AGENTS.len() + 1));
+    assert_eq!(session_calls(&mock), sessions * (AGENTS.len() + 1));
     let repairs: Vec<Value> = mock
         .bodies()
         .into_iter()
@@ -186,7 +206,11 @@ async fn rate_limit_is_retried_after_the_server_asked_delay() {
     .await;
     assert!(report["results"][0].get("failures").is_none(), "{report:#}");
     let times = mock.times();
-    assert_eq!(times.len(), AGENTS.len() + 1, "one retried request");
+    assert_eq!(
+        times.len(),
+        AGENTS.len() + 1 + customers(&report),
+        "one retried request"
+    );
     let waited = times[1].duration_since(times[0]);
     assert!(
         waited >= std::time::Duration::from_millis(950),
@@ -206,7 +230,7 @@ async fn a_request_that_times_out_is_retried() {
     )
     .await;
     assert!(report["results"][0].get("failures").is_none(), "{report:#}");
-    assert_eq!(mock.count(), AGENTS.len() + 1);
+    assert_eq!(mock.count(), AGENTS.len() + 1 + customers(&report));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -231,11 +255,11 @@ async fn combined_mode_makes_one_call_per_session_with_fewer_prompt_bytes() {
     )
     .await;
     let sessions = b["results"].as_array().unwrap().len();
-    assert_eq!(combined.count(), sessions);
+    assert_eq!(session_calls(&combined), sessions);
     assert!(combined
         .bodies()
         .iter()
-        .all(|body| schema_name(body) == "huixi_analysis"));
+        .all(|body| schema_name(body) == "huixi_analysis" || schema_name(body) == PROFILE));
     for (x, y) in a["results"]
         .as_array()
         .unwrap()

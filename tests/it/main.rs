@@ -3,6 +3,7 @@
 
 mod analyze;
 mod api;
+mod customers;
 mod evals;
 mod helpers;
 mod kb;

@@ -148,6 +148,8 @@ async fn chat(
                 v["role"].as_str().unwrap_or("").to_string(),
             )
         })
+        // The customer-profile agent's first line is the profile, not a message.
+        .filter(|(id, _)| !id.is_empty())
         .collect();
     let obey = state.behaviour == Behaviour::ObeysInjection && user.contains("打满分");
     // A prompt carrying this marker gets the opposite emotion: how the eval tests make a worse variant.
@@ -225,6 +227,14 @@ fn valid_answer(agent: &str, ids: &[(String, String)], obey: bool, worse: bool) 
         "opportunity" => json!({"detected": true, "stage": "quoted", "score": 0.7,
             "signals": [{"kind": "price_ask", "text": "多少钱", "msgid": any}], "evidence": [any, "not-a-real-msgid"]}),
         "summary" => json!({"text": "模型摘要：客户咨询价格。", "evidence": [any]}),
+        "opportunity_profile" => {
+            let last = ids.last().map(|(id, _)| id.clone()).unwrap_or_default();
+            json!({"stage": "negotiating", "stage_evidence": [last, "invented-msgid"],
+                "needs": [{"text": "模型需求：五十个账号", "msgid": any}, {"text": "编造", "msgid": "invented-msgid"}],
+                "objections": [],
+                "next_best_action": {"action": "模型建议：约客户面谈敲定折扣", "reason": "客户已进入议价",
+                    "evidence": [last, "invented-msgid"]}})
+        }
         _ => json!({}),
     }
 }

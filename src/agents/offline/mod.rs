@@ -134,7 +134,8 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn china_time(ms: i64) -> String {
+/// RFC 3339 in China time, as every result prints its times.
+pub(crate) fn china_time(ms: i64) -> String {
     let offset = chrono::FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset");
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.with_timezone(&offset).to_rfc3339())

@@ -1,0 +1,91 @@
+//! Bringing one customer's profile up to date from the store: fold the stored contributions, add 撞单
+//! and tag suggestions, let the model refine it when one is configured, and write it back. Nothing is
+//! computed or written when the inputs are what the stored profile was made from.
+
+use sha2::{Digest, Sha256};
+
+use super::duplicates::{same_customer, shared_identifiers};
+use super::{fold, profile::next_action, CustomerProfile, TagLibrary};
+use crate::agents::llm::LlmAnalysers;
+use crate::agents::offline::{hex, VERSION};
+use crate::store::{contributions_hash, Store};
+
+pub async fn refresh(
+    store: &Store,
+    tenant: &str,
+    customer: &str,
+    library: Option<&TagLibrary>,
+    llm: Option<&LlmAnalysers>,
+) -> anyhow::Result<Option<CustomerProfile>> {
+    let contributions = store.contributions_of(tenant, customer).await?;
+    if contributions.is_empty() {
+        return Ok(None);
+    }
+    let folded = contributions_hash(&contributions);
+    let mut duplicates: Vec<_> = same_customer(customer, &contributions)
+        .into_iter()
+        .collect();
+    duplicates.extend(shared_identifiers(
+        &store.shared_identifiers(tenant, Some(customer)).await?,
+    ));
+    // Two keys: what the profile is made from, and the tag library. A new library re-tags every
+    // customer without asking the model about any profile again.
+    let profile_key = key(&[
+        &folded,
+        &serde_json::to_string(&duplicates).expect("duplicates serialize"),
+        VERSION,
+        llm.map_or("offline", |l| l.fingerprint()),
+    ]);
+    let tags_key = key(&[&serde_json::to_string(&library).expect("libraries serialize")]);
+    let input_hash = format!("{profile_key}.{tags_key}");
+    let stored_hash = store.profile_hash(tenant, customer).await?;
+    let stored = match stored_hash.as_deref() {
+        Some(h) if h.starts_with(&profile_key) => store.profile(tenant, customer).await?,
+        _ => None,
+    };
+    if let Some(mut profile) = stored {
+        if stored_hash.as_deref() == Some(input_hash.as_str()) {
+            return Ok(Some(profile));
+        }
+        profile.tags = library
+            .map(|l| l.suggest(&profile, &contributions))
+            .unwrap_or_default();
+        // false: a fold that saw newer contributions wrote instead, and its profile is the one kept.
+        store
+            .save_profile(tenant, &profile, &folded, &input_hash)
+            .await?;
+        return Ok(Some(profile));
+    }
+    let mut profile = fold(customer, &contributions);
+    profile.duplicates = duplicates;
+    profile.next_best_action = next_action(&profile, contributions.last());
+    let mut write_hash = input_hash;
+    if let Some(llm) = llm {
+        let mut usage = Vec::new();
+        let (refined, ok) = llm
+            .refine_profile(tenant, profile, &contributions, &mut usage)
+            .await;
+        profile = refined;
+        store.record_usage(&usage).await?;
+        if !ok {
+            // Stored under a hash no input matches, so the next analysis of the customer tries again.
+            write_hash = format!("retry:{write_hash}");
+        }
+    }
+    profile.tags = library
+        .map(|l| l.suggest(&profile, &contributions))
+        .unwrap_or_default();
+    store
+        .save_profile(tenant, &profile, &folded, &write_hash)
+        .await?;
+    Ok(Some(profile))
+}
+
+fn key(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for part in parts {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    hex(&h.finalize())
+}

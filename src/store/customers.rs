@@ -1,0 +1,352 @@
+//! Customers: per-session contributions, the identifiers customers wrote, folded profiles and tag
+//! suggestions. Contributions are replaced per conversation; a profile is written only when what it was
+//! folded from changed, in a transaction that checks nobody folded newer contributions meanwhile.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use super::webhooks::enqueue_event;
+use super::{now_ms, optional_text, text, Dialect, Store, StoreError};
+use crate::agents::offline::hex;
+use crate::customers::duplicates::IdentifierRow;
+use crate::customers::{Contribution, CustomerProfile, TagSuggestion};
+
+impl Store {
+    /// Replaces the contributions (and the identifiers they carry) of one conversation's sessions.
+    /// Returns the customers whose contributions changed.
+    pub async fn replace_contributions(
+        &self,
+        tenant: &str,
+        conversation: &str,
+        contributions: &[Contribution],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let stored: BTreeMap<(String, String), String> = sqlx::query(
+            "SELECT customer, session_id, contribution FROM huixi_customer_sessions \
+             WHERE tenant = ? AND conversation = ?",
+        )
+        .bind(tenant)
+        .bind(conversation)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| Ok(((text(r, 0)?, text(r, 1)?), text(r, 2)?)))
+        .collect::<Result<_, StoreError>>()?;
+        let new: BTreeMap<(String, String), String> = contributions
+            .iter()
+            .map(|c| {
+                (
+                    (c.customer.clone(), c.session.clone()),
+                    serde_json::to_string(c).expect("contributions serialize"),
+                )
+            })
+            .collect();
+        let mut changed: Vec<String> = Vec::new();
+        for (key, json) in &stored {
+            if new.get(key) != Some(json) && !changed.contains(&key.0) {
+                changed.push(key.0.clone());
+            }
+        }
+        for (key, json) in &new {
+            if stored.get(key) != Some(json) && !changed.contains(&key.0) {
+                changed.push(key.0.clone());
+            }
+        }
+        if changed.is_empty() {
+            tx.rollback().await?;
+            return Ok(changed);
+        }
+        for table in ["huixi_customer_sessions", "huixi_customer_identifiers"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE tenant = ? AND conversation = ?"
+            ))
+            .bind(tenant)
+            .bind(conversation)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for c in contributions {
+            sqlx::query(
+                "INSERT INTO huixi_customer_sessions (tenant, customer, session_id, conversation, start_ms, \
+                 contribution) VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(tenant)
+            .bind(&c.customer)
+            .bind(&c.session)
+            .bind(conversation)
+            .bind(c.start)
+            .bind(&new[&(c.customer.clone(), c.session.clone())])
+            .execute(&mut *tx)
+            .await?;
+            for i in &c.identifiers {
+                sqlx::query(&format!(
+                    "{} INTO huixi_customer_identifiers (tenant, customer, session_id, conversation, msgid, kind, \
+                     value_hash, masked, staff) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    self.dialect.insert_ignore()
+                ))
+                .bind(tenant)
+                .bind(&c.customer)
+                .bind(&c.session)
+                .bind(conversation)
+                .bind(&i.msgid)
+                .bind(&i.kind)
+                .bind(&i.hash)
+                .bind(&i.masked)
+                .bind(serde_json::to_string(&c.staff).expect("strings serialize"))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        changed.sort();
+        Ok(changed)
+    }
+
+    /// Every contribution of a customer, oldest session first.
+    pub async fn contributions_of(
+        &self,
+        tenant: &str,
+        customer: &str,
+    ) -> Result<Vec<Contribution>, StoreError> {
+        sqlx::query(
+            "SELECT contribution FROM huixi_customer_sessions WHERE tenant = ? AND customer = ? \
+             ORDER BY start_ms, session_id",
+        )
+        .bind(tenant)
+        .bind(customer)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            serde_json::from_str(&text(r, 0)?)
+                .map_err(|e| StoreError::Corrupt(format!("contribution of {customer}: {e}")))
+        })
+        .collect()
+    }
+
+    /// Every customer of the tenant with a profile.
+    pub async fn customers(&self, tenant: &str) -> Result<Vec<String>, StoreError> {
+        sqlx::query("SELECT customer FROM huixi_customers WHERE tenant = ? ORDER BY customer")
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| text(r, 0))
+            .collect()
+    }
+
+    /// Every row of the phones and names that `customer` wrote and some other customer wrote too.
+    pub async fn shared_identifiers(
+        &self,
+        tenant: &str,
+        customer: Option<&str>,
+    ) -> Result<Vec<IdentifierRow>, StoreError> {
+        let mine = match customer {
+            Some(_) => {
+                " AND value_hash IN (SELECT value_hash FROM huixi_customer_identifiers \
+                        WHERE tenant = ? AND customer = ?)"
+            }
+            None => "",
+        };
+        let sql = format!(
+            "SELECT customer, kind, value_hash, masked, session_id, msgid, staff FROM huixi_customer_identifiers \
+             WHERE tenant = ?{mine} AND value_hash IN (SELECT value_hash FROM huixi_customer_identifiers \
+             WHERE tenant = ? GROUP BY value_hash HAVING COUNT(DISTINCT customer) > 1) \
+             ORDER BY value_hash, customer, session_id, msgid"
+        );
+        let mut q = sqlx::query(&sql).bind(tenant);
+        if let Some(c) = customer {
+            q = q.bind(tenant).bind(c);
+        }
+        q.bind(tenant)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(IdentifierRow {
+                    customer: text(r, 0)?,
+                    kind: text(r, 1)?,
+                    hash: text(r, 2)?,
+                    masked: text(r, 3)?,
+                    session: text(r, 4)?,
+                    msgid: text(r, 5)?,
+                    staff: serde_json::from_str(&text(r, 6)?)
+                        .map_err(|e| StoreError::Corrupt(format!("identifier staff: {e}")))?,
+                })
+            })
+            .collect()
+    }
+
+    /// The hash a profile was last folded from.
+    pub async fn profile_hash(
+        &self,
+        tenant: &str,
+        customer: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row =
+            sqlx::query("SELECT input_hash FROM huixi_customers WHERE tenant = ? AND customer = ?")
+                .bind(tenant)
+                .bind(customer)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|r| text(&r, 0)).transpose()
+    }
+
+    pub async fn profile(
+        &self,
+        tenant: &str,
+        customer: &str,
+    ) -> Result<Option<CustomerProfile>, StoreError> {
+        let row =
+            sqlx::query("SELECT profile FROM huixi_customers WHERE tenant = ? AND customer = ?")
+                .bind(tenant)
+                .bind(customer)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|r| {
+            serde_json::from_str(&text(&r, 0)?)
+                .map_err(|e| StoreError::Corrupt(format!("profile of {customer}: {e}")))
+        })
+        .transpose()
+    }
+
+    /// Writes a profile and its tag suggestions, if the customer's contributions are still the ones it
+    /// was folded from (`folded`: [`contributions_hash`] of them). Returns whether it wrote.
+    pub async fn save_profile(
+        &self,
+        tenant: &str,
+        profile: &CustomerProfile,
+        folded: &str,
+        input_hash: &str,
+    ) -> Result<bool, StoreError> {
+        let customer = profile.customer.as_str();
+        let mut tx = self.pool.begin().await?;
+        let lock = match self.dialect {
+            Dialect::MySql => " FOR UPDATE",
+            Dialect::Sqlite => "",
+        };
+        let now: Vec<Contribution> = sqlx::query(&format!(
+            "SELECT contribution FROM huixi_customer_sessions WHERE tenant = ? AND customer = ? \
+             ORDER BY start_ms, session_id{lock}"
+        ))
+        .bind(tenant)
+        .bind(customer)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| {
+            serde_json::from_str(&text(r, 0)?)
+                .map_err(|e| StoreError::Corrupt(format!("contribution of {customer}: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+        if contributions_hash(&now) != folded {
+            // Another worker stored newer contributions; its fold, which sees them, writes instead.
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let stored = sqlx::query(&format!(
+            "SELECT input_hash FROM huixi_customers WHERE tenant = ? AND customer = ?{lock}"
+        ))
+        .bind(tenant)
+        .bind(customer)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = &stored {
+            if text(row, 0)? == input_hash {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
+        let json = serde_json::to_string(profile).expect("profiles serialize");
+        for table in ["huixi_customers", "huixi_tag_suggestions"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE tenant = ? AND customer = ?"
+            ))
+            .bind(tenant)
+            .bind(customer)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO huixi_customers (tenant, customer, profile, input_hash, updated_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(tenant)
+        .bind(customer)
+        .bind(&json)
+        .bind(input_hash)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        for t in &profile.tags {
+            sqlx::query(
+                "INSERT INTO huixi_tag_suggestions (tenant, customer, tag_group, tag, tag_id, confidence, \
+                 reason, evidence, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(tenant)
+            .bind(customer)
+            .bind(&t.group)
+            .bind(&t.tag)
+            .bind(t.tag_id.clone())
+            .bind(t.confidence)
+            .bind(&t.reason)
+            .bind(serde_json::to_string(&t.evidence).expect("strings serialize"))
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        }
+        enqueue_event(
+            &mut tx,
+            tenant,
+            "customer.updated",
+            serde_json::json!({"tenant": tenant, "customer": profile}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The tag suggestions written back for a customer, most confident first.
+    pub async fn tag_suggestions(
+        &self,
+        tenant: &str,
+        customer: &str,
+    ) -> Result<Vec<TagSuggestion>, StoreError> {
+        sqlx::query(
+            "SELECT tag_group, tag, tag_id, confidence, reason, evidence FROM huixi_tag_suggestions \
+             WHERE tenant = ? AND customer = ? ORDER BY confidence DESC, tag_group, tag",
+        )
+        .bind(tenant)
+        .bind(customer)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(TagSuggestion {
+                group: text(r, 0)?,
+                tag: text(r, 1)?,
+                tag_id: optional_text(r, 2)?,
+                confidence: r.try_get(3)?,
+                reason: text(r, 4)?,
+                evidence: serde_json::from_str(&text(r, 5)?)
+                    .map_err(|e| StoreError::Corrupt(format!("tag evidence: {e}")))?,
+            })
+        })
+        .collect()
+    }
+}
+
+/// What a profile is folded from, as a hash: the contributions in their stored order.
+pub fn contributions_hash(contributions: &[Contribution]) -> String {
+    let mut h = Sha256::new();
+    for c in contributions {
+        h.update(
+            serde_json::to_string(c)
+                .expect("contributions serialize")
+                .as_bytes(),
+        );
+        h.update([0]);
+    }
+    hex(&h.finalize())
+}

@@ -1,0 +1,242 @@
+//! Conversation metrics: turns, traffic and 超时未回复 alerts, replaced per conversation whenever it is
+//! analysed, and only written when they changed (a re-run on the same archive writes nothing).
+
+use std::collections::BTreeMap;
+
+use sqlx::Row;
+
+use super::sessions::{alert, ALERT_COLUMNS};
+use super::webhooks::enqueue_alerts;
+use super::{optional_text, text, Store, StoreError};
+use crate::sensitive::Alert;
+use crate::trajectory::{ConversationMetrics, Traffic, Turn, TIMEOUT_KIND};
+
+const TURN_COLUMNS: &str =
+    "session_id, msgid, customer, staff, day, asked_at, due_at, answered_msgid, \
+     answered_at, wait_ms, first_in_session";
+const TRAFFIC_COLUMNS: &str = "session_id, staff, day, sent, received, negative, alerts";
+
+/// Which rows of the metrics tables a query reads.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsFilter {
+    pub staff: Option<String>,
+    /// Local dates, inclusive, `YYYY-MM-DD`.
+    pub from_day: Option<String>,
+    pub to_day: Option<String>,
+    pub session: Option<String>,
+}
+
+impl Store {
+    /// Replaces a conversation's metrics and timeout alerts. Returns false, writing nothing, when they
+    /// are what the store already holds.
+    pub async fn replace_conversation_metrics(
+        &self,
+        tenant: &str,
+        conversation: &str,
+        m: &ConversationMetrics,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let turns = sqlx::query(&format!(
+            "SELECT {TURN_COLUMNS} FROM huixi_turns WHERE tenant = ? AND conversation = ? \
+             ORDER BY asked_at, msgid, staff"
+        ))
+        .bind(tenant)
+        .bind(conversation)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(turn)
+        .collect::<Result<Vec<_>, _>>()?;
+        let traffic = sqlx::query(&format!(
+            "SELECT {TRAFFIC_COLUMNS} FROM huixi_traffic WHERE tenant = ? AND conversation = ? \
+             ORDER BY session_id, staff, day"
+        ))
+        .bind(tenant)
+        .bind(conversation)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(traffic)
+        .collect::<Result<Vec<_>, _>>()?;
+        let in_conversation =
+            "session_id IN (SELECT id FROM huixi_sessions WHERE tenant = ? AND conversation = ?)";
+        let timeouts = sqlx::query(&format!(
+            "SELECT {ALERT_COLUMNS} FROM huixi_alerts WHERE tenant = ? AND kind = ? AND {in_conversation} \
+             ORDER BY session_id, msgid"
+        ))
+        .bind(tenant)
+        .bind(TIMEOUT_KIND)
+        .bind(tenant)
+        .bind(conversation)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(alert)
+        .collect::<Result<Vec<_>, _>>()?;
+
+        let mut new_turns = m.turns.clone();
+        new_turns.sort_by(|a, b| {
+            (a.asked_at, &a.msgid, &a.staff).cmp(&(b.asked_at, &b.msgid, &b.staff))
+        });
+        let mut new_traffic = m.traffic.clone();
+        new_traffic
+            .sort_by(|a, b| (&a.session, &a.staff, &a.day).cmp(&(&b.session, &b.staff, &b.day)));
+        let mut new_timeouts = m.timeouts.clone();
+        new_timeouts.sort_by(|a, b| (&a.session, &a.msgid).cmp(&(&b.session, &b.msgid)));
+        if turns == new_turns && traffic == new_traffic && timeouts == new_timeouts {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+
+        for table in ["huixi_turns", "huixi_traffic"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE tenant = ? AND conversation = ?"
+            ))
+            .bind(tenant)
+            .bind(conversation)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(&format!(
+            "DELETE FROM huixi_alerts WHERE tenant = ? AND kind = ? AND {in_conversation}"
+        ))
+        .bind(tenant)
+        .bind(TIMEOUT_KIND)
+        .bind(tenant)
+        .bind(conversation)
+        .execute(&mut *tx)
+        .await?;
+        for t in &new_turns {
+            sqlx::query(&format!(
+                "INSERT INTO huixi_turns (tenant, conversation, {TURN_COLUMNS}) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ))
+            .bind(tenant)
+            .bind(conversation)
+            .bind(&t.session)
+            .bind(&t.msgid)
+            .bind(&t.customer)
+            .bind(&t.staff)
+            .bind(&t.day)
+            .bind(t.asked_at)
+            .bind(t.due_at)
+            .bind(t.answered_msgid.clone())
+            .bind(t.answered_at)
+            .bind(t.wait_ms)
+            .bind(i64::from(t.first_in_session))
+            .execute(&mut *tx)
+            .await?;
+        }
+        for r in &new_traffic {
+            sqlx::query(&format!(
+                "INSERT INTO huixi_traffic (tenant, conversation, {TRAFFIC_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ))
+            .bind(tenant)
+            .bind(conversation)
+            .bind(&r.session)
+            .bind(&r.staff)
+            .bind(&r.day)
+            .bind(i64::from(r.sent))
+            .bind(i64::from(r.received))
+            .bind(i64::from(r.negative))
+            .bind(serde_json::to_string(&r.alerts).expect("maps serialize"))
+            .execute(&mut *tx)
+            .await?;
+        }
+        for a in &new_timeouts {
+            super::sessions::insert_alert(&mut tx, tenant, a).await?;
+        }
+        // Only timeouts the CRM has not heard of yet are pushed.
+        let fresh: Vec<Alert> = new_timeouts
+            .iter()
+            .filter(|a| !timeouts.iter().any(|o| o.msgid == a.msgid))
+            .cloned()
+            .collect();
+        enqueue_alerts(&mut tx, tenant, "alert.timeout", &fresh).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Turns and traffic rows matching a filter, for the per-staff-day and per-session figures.
+    pub async fn metrics_rows(
+        &self,
+        tenant: &str,
+        f: &MetricsFilter,
+    ) -> Result<(Vec<Turn>, Vec<Traffic>), StoreError> {
+        let mut clauses = String::new();
+        let mut binds: Vec<&str> = Vec::new();
+        if let Some(s) = &f.staff {
+            clauses.push_str(" AND staff = ?");
+            binds.push(s);
+        }
+        if let Some(d) = &f.from_day {
+            clauses.push_str(" AND day >= ?");
+            binds.push(d);
+        }
+        if let Some(d) = &f.to_day {
+            clauses.push_str(" AND day <= ?");
+            binds.push(d);
+        }
+        if let Some(s) = &f.session {
+            clauses.push_str(" AND session_id = ?");
+            binds.push(s);
+        }
+        let mut q = format!(
+            "SELECT {TURN_COLUMNS} FROM huixi_turns WHERE tenant = ?{clauses} ORDER BY asked_at, msgid, staff"
+        );
+        let mut query = sqlx::query(&q).bind(tenant);
+        for b in &binds {
+            query = query.bind(*b);
+        }
+        let turns = query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(turn)
+            .collect::<Result<Vec<_>, _>>()?;
+        q = format!(
+            "SELECT {TRAFFIC_COLUMNS} FROM huixi_traffic WHERE tenant = ?{clauses} ORDER BY session_id, staff, day"
+        );
+        let mut query = sqlx::query(&q).bind(tenant);
+        for b in &binds {
+            query = query.bind(*b);
+        }
+        let traffic = query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(traffic)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((turns, traffic))
+    }
+}
+
+fn turn(r: &sqlx::any::AnyRow) -> Result<Turn, StoreError> {
+    Ok(Turn {
+        session: text(r, 0)?,
+        msgid: text(r, 1)?,
+        customer: text(r, 2)?,
+        staff: text(r, 3)?,
+        day: text(r, 4)?,
+        asked_at: r.try_get(5)?,
+        due_at: r.try_get(6)?,
+        answered_msgid: optional_text(r, 7)?,
+        answered_at: r.try_get(8)?,
+        wait_ms: r.try_get(9)?,
+        first_in_session: r.try_get::<i64, _>(10)? != 0,
+    })
+}
+
+fn traffic(r: &sqlx::any::AnyRow) -> Result<Traffic, StoreError> {
+    let alerts: BTreeMap<String, u32> = serde_json::from_str(&text(r, 6)?)
+        .map_err(|e| StoreError::Corrupt(format!("traffic alerts: {e}")))?;
+    Ok(Traffic {
+        session: text(r, 0)?,
+        staff: text(r, 1)?,
+        day: text(r, 2)?,
+        sent: r.try_get::<i64, _>(3)? as u32,
+        received: r.try_get::<i64, _>(4)? as u32,
+        negative: r.try_get::<i64, _>(5)? != 0,
+        alerts,
+    })
+}
