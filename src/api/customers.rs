@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::auth::Tenant;
 use super::error::ApiError;
+use super::routes::utf8;
 use super::AppState;
 use crate::customers::duplicates::shared_identifiers;
 use crate::customers::{refresh, TagLibrary};
@@ -22,7 +23,7 @@ pub async fn customer(
     Tenant(tenant): Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let profile = state
+    let (profile, _) = state
         .ctx
         .store
         .profile(&tenant, &id)
@@ -37,7 +38,7 @@ pub async fn customer_tags(
     Tenant(tenant): Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    if state.ctx.store.profile_hash(&tenant, &id).await?.is_none() {
+    if state.ctx.store.profile(&tenant, &id).await?.is_none() {
         return Err(ApiError::not_found(format!("customer {id}")));
     }
     let items = state.ctx.store.tag_suggestions(&tenant, &id).await?;
@@ -52,7 +53,7 @@ pub async fn duplicates(
     let store = &state.ctx.store;
     let mut items = shared_identifiers(&store.shared_identifiers(&tenant, None).await?);
     for customer in store.customers(&tenant).await? {
-        if let Some(p) = store.profile(&tenant, &customer).await? {
+        if let Some((p, _)) = store.profile(&tenant, &customer).await? {
             items.extend(
                 p.duplicates
                     .into_iter()
@@ -134,8 +135,7 @@ pub async fn put_tag_library(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = body?;
-    let text = std::str::from_utf8(&body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not UTF-8: {e}")))?;
+    let text = utf8(&body)?;
     let library = TagLibrary::parse("tag library", text).map_err(ApiError::bad_request)?;
     let store = &state.ctx.store;
     store.put_tag_library(&tenant, &library).await?;
@@ -174,8 +174,7 @@ pub async fn put_calendar(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = body?;
-    let text = std::str::from_utf8(&body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not UTF-8: {e}")))?;
+    let text = utf8(&body)?;
     let calendar = Calendar::parse("calendar", text).map_err(ApiError::bad_request)?;
     state.ctx.store.put_calendar(&tenant, &calendar).await?;
     Ok(Json(json!({"calendar": calendar})))

@@ -81,6 +81,12 @@ impl Selection {
     }
 }
 
+/// An uploaded body as text.
+pub(super) fn utf8(body: &Bytes) -> Result<&str, ApiError> {
+    std::str::from_utf8(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not UTF-8: {e}")))
+}
+
 /// POST /v1/reanalyze: queue the selected sessions' conversations on the on-demand lane.
 pub async fn reanalyze(
     State(state): State<AppState>,
@@ -260,8 +266,7 @@ async fn upload(
     body: Bytes,
     whitelist: bool,
 ) -> Result<Json<Value>, ApiError> {
-    let text = std::str::from_utf8(&body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not UTF-8: {e}")))?;
+    let text = utf8(&body)?;
     let stored = state.ctx.store.tenant_lexicons().await?;
     let (mut lexicon_text, mut whitelist_text) = stored
         .into_iter()

@@ -38,13 +38,12 @@ pub async fn refresh(
     ]);
     let tags_key = key(&[&serde_json::to_string(&library).expect("libraries serialize")]);
     let input_hash = format!("{profile_key}.{tags_key}");
-    let stored_hash = store.profile_hash(tenant, customer).await?;
-    let stored = match stored_hash.as_deref() {
-        Some(h) if h.starts_with(&profile_key) => store.profile(tenant, customer).await?,
-        _ => None,
-    };
-    if let Some(mut profile) = stored {
-        if stored_hash.as_deref() == Some(input_hash.as_str()) {
+    let stored = store
+        .profile(tenant, customer)
+        .await?
+        .filter(|(_, hash)| hash.starts_with(&profile_key));
+    if let Some((mut profile, hash)) = stored {
+        if hash == input_hash {
             return Ok(Some(profile));
         }
         profile.tags = library

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::webhooks::enqueue_event;
-use super::{now_ms, optional_text, text, Dialect, Store, StoreError};
+use super::{delete_conversation_rows, now_ms, optional_text, text, Dialect, Store, StoreError};
 use crate::agents::offline::hex;
 use crate::customers::duplicates::IdentifierRow;
 use crate::customers::{Contribution, CustomerProfile, TagSuggestion};
@@ -58,15 +58,13 @@ impl Store {
             tx.rollback().await?;
             return Ok(changed);
         }
-        for table in ["huixi_customer_sessions", "huixi_customer_identifiers"] {
-            sqlx::query(&format!(
-                "DELETE FROM {table} WHERE tenant = ? AND conversation = ?"
-            ))
-            .bind(tenant)
-            .bind(conversation)
-            .execute(&mut *tx)
-            .await?;
-        }
+        delete_conversation_rows(
+            &mut tx,
+            &["huixi_customer_sessions", "huixi_customer_identifiers"],
+            tenant,
+            conversation,
+        )
+        .await?;
         for c in contributions {
             sqlx::query(
                 "INSERT INTO huixi_customer_sessions (tenant, customer, session_id, conversation, start_ms, \
@@ -179,35 +177,23 @@ impl Store {
             .collect()
     }
 
-    /// The hash a profile was last folded from.
-    pub async fn profile_hash(
-        &self,
-        tenant: &str,
-        customer: &str,
-    ) -> Result<Option<String>, StoreError> {
-        let row =
-            sqlx::query("SELECT input_hash FROM huixi_customers WHERE tenant = ? AND customer = ?")
-                .bind(tenant)
-                .bind(customer)
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(|r| text(&r, 0)).transpose()
-    }
-
+    /// A stored profile and the hash of what it was folded from.
     pub async fn profile(
         &self,
         tenant: &str,
         customer: &str,
-    ) -> Result<Option<CustomerProfile>, StoreError> {
-        let row =
-            sqlx::query("SELECT profile FROM huixi_customers WHERE tenant = ? AND customer = ?")
-                .bind(tenant)
-                .bind(customer)
-                .fetch_optional(&self.pool)
-                .await?;
+    ) -> Result<Option<(CustomerProfile, String)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT profile, input_hash FROM huixi_customers WHERE tenant = ? AND customer = ?",
+        )
+        .bind(tenant)
+        .bind(customer)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| {
-            serde_json::from_str(&text(&r, 0)?)
-                .map_err(|e| StoreError::Corrupt(format!("profile of {customer}: {e}")))
+            let profile = serde_json::from_str(&text(&r, 0)?)
+                .map_err(|e| StoreError::Corrupt(format!("profile of {customer}: {e}")))?;
+            Ok((profile, text(&r, 1)?))
         })
         .transpose()
     }

@@ -138,6 +138,26 @@ impl Store {
     }
 }
 
+/// Deletes a conversation's rows from tables keyed by (tenant, conversation), inside a transaction
+/// that writes their replacement.
+async fn delete_conversation_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tables: &[&str],
+    tenant: &str,
+    conversation: &str,
+) -> Result<(), StoreError> {
+    for table in tables {
+        sqlx::query(&format!(
+            "DELETE FROM {table} WHERE tenant = ? AND conversation = ?"
+        ))
+        .bind(tenant)
+        .bind(conversation)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
 /// Now, in the epoch milliseconds every huixi table stores times in.
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

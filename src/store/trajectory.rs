@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use super::sessions::{alert, ALERT_COLUMNS};
 use super::webhooks::enqueue_alerts;
-use super::{optional_text, text, Store, StoreError};
+use super::{delete_conversation_rows, optional_text, text, Store, StoreError};
 use crate::sensitive::Alert;
 use crate::trajectory::{ConversationMetrics, Traffic, Turn, TIMEOUT_KIND};
 
@@ -88,15 +88,13 @@ impl Store {
             return Ok(false);
         }
 
-        for table in ["huixi_turns", "huixi_traffic"] {
-            sqlx::query(&format!(
-                "DELETE FROM {table} WHERE tenant = ? AND conversation = ?"
-            ))
-            .bind(tenant)
-            .bind(conversation)
-            .execute(&mut *tx)
-            .await?;
-        }
+        delete_conversation_rows(
+            &mut tx,
+            &["huixi_turns", "huixi_traffic"],
+            tenant,
+            conversation,
+        )
+        .await?;
         sqlx::query(&format!(
             "DELETE FROM huixi_alerts WHERE tenant = ? AND kind = ? AND {in_conversation}"
         ))
