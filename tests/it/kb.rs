@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::helpers::*;
-use crate::mock_llm::{system_text, Behaviour, Mock};
+use crate::mock_llm::{passage_ids, schema_name, system_text, Behaviour, Mock, INVENTED_CHUNK};
 
 fn docs(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
@@ -659,4 +659,123 @@ async fn reingest_is_a_noop_until_the_embeddings_model_changes() {
 
 fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn findings_cite_only_chunks_their_agent_was_shown() {
+    let mock = Mock::start(Behaviour::Valid).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let docs_dir = dir.path().join("docs");
+    hybrid_docs(&docs_dir);
+    let emb = Some((&mock, "mock-embed"));
+    kb_async(kb_args(
+        &["kb", "ingest", docs_dir.to_str().unwrap()],
+        "default",
+        &data,
+        emb,
+    ))
+    .await;
+    // The staff member gets the refund policy wrong (thirty days, not seven).
+    let archive = dir.path().join("chat.jsonl");
+    let msg = |id: &str, from: &str, to: &str, at: i64, text: &str| {
+        serde_json::json!({"msgid": id, "action": "send", "from": from, "tolist": [to], "roomid": "",
+            "msgtime": at, "msgtype": "text", "text": {"content": text}})
+        .to_string()
+    };
+    std::fs::write(
+        &archive,
+        [
+            msg(
+                "r1",
+                "wmCustR",
+                "wangfang",
+                1795136400000,
+                "我的电话13812345678，买了不满意能退钱吗？和销售易比怎么样",
+            ),
+            msg(
+                "r2",
+                "wangfang",
+                "wmCustR",
+                1795136460000,
+                "可以的，三十天内都能退，我们比销售易实施快",
+            ),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let embeddings_before = mock.embedding_inputs().len();
+    let db = sqlite_url(dir.path());
+    let report = stdout_json(
+        &huixi_async(
+            [
+                "analyze",
+                archive.to_str().unwrap(),
+                "--db",
+                &db,
+                "--json",
+                "--llm-base-url",
+                &mock.base_url(),
+                "--llm-model",
+                "mock-model",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--embeddings-model",
+                "mock-embed",
+            ]
+            .map(String::from)
+            .to_vec(),
+        )
+        .await,
+    );
+    // The session's query went to the embeddings endpoint (the chat endpoint's base URL, as no
+    // --embeddings-base-url was given) masked, as chat text is in prompts.
+    let queries = &mock.embedding_inputs()[embeddings_before..];
+    assert_eq!(queries.len(), 1, "{queries:?}");
+    assert!(queries[0][0].contains("退钱"), "{queries:?}");
+    assert!(!queries[0][0].contains("13812345678"), "{queries:?}");
+
+    let result = &report["results"][0];
+    // What the staff-score agent was shown, from its prompt.
+    let staff_prompt = mock
+        .bodies()
+        .iter()
+        .find(|b| schema_name(b) == "staff_score")
+        .map(system_text)
+        .unwrap();
+    let shown = passage_ids(&staff_prompt);
+    assert!(!shown.is_empty(), "{staff_prompt}");
+    assert!(!shown.contains(&INVENTED_CHUNK.to_string()));
+    // Hybrid retrieval put the refund policy in front of the agents.
+    assert!(staff_prompt.contains(REFUND), "{staff_prompt}");
+    // The model cited the first passage and a made-up id; only the first is kept.
+    let want = serde_json::json!([shown[0]]);
+    assert_eq!(result["staff_score"]["chunks"], want, "{result:#}");
+    assert_eq!(result["opportunity"]["chunks"], want, "{result:#}");
+    let competitors = result["competitors"].as_array().unwrap();
+    assert!(!competitors.is_empty());
+    for c in competitors {
+        assert_eq!(c["chunks"], want, "{result:#}");
+    }
+    // Agents without retrieval cite nothing, and the result lists what was shown.
+    assert!(result["summary"].get("chunks").is_none());
+    assert!(result["knowledge"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::String(shown[0].clone())));
+    // And so it is stored: the sessions' results and the findings rows.
+    let rows = dump(&db).await;
+    assert!(
+        rows.iter().all(|r| !r.contains(INVENTED_CHUNK)),
+        "{rows:#?}"
+    );
+    let staff_rows: Vec<&String> = rows
+        .iter()
+        .filter(|r| r.contains(" | staff_score | "))
+        .collect();
+    assert_eq!(staff_rows.len(), 1, "{rows:#?}");
+    assert!(
+        staff_rows[0].contains(&format!("\"chunks\":[\"{}\"]", shown[0])),
+        "{staff_rows:?}"
+    );
 }

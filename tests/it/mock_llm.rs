@@ -178,7 +178,9 @@ async fn chat(
     let obey = state.behaviour == Behaviour::ObeysInjection && user.contains("打满分");
     // A prompt carrying this marker gets the opposite emotion: how the eval tests make a worse variant.
     let worse = system_text(&body).contains("EVAL_WORSE");
-    let answer = |agent: &str| -> Value { valid_answer(agent, &ids, obey, worse) };
+    let shown = passage_ids(&system_text(&body));
+    let answer =
+        |agent: &str| -> Value { cite(agent, valid_answer(agent, &ids, obey, worse), &shown) };
     let content = match (&state.behaviour, name.as_str()) {
         (Behaviour::InvalidUntilRepaired(agent), n) if n == *agent && !repair => {
             "{\"label\": oops".to_string()
@@ -284,6 +286,37 @@ async fn embeddings(State(state): State<Arc<Shared>>, Json(body): Json<Value>) -
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }))
     .into_response()
+}
+
+/// A chunk id no prompt ever showed: what a model that makes citations up would write.
+pub const INVENTED_CHUNK: &str = "kb_00000000deadbeef";
+
+/// The knowledge-base passage ids in a system prompt (`[kb_…]` at the start of a line).
+pub fn passage_ids(system: &str) -> Vec<String> {
+    system
+        .lines()
+        .filter_map(|l| l.strip_prefix('[')?.split_once(']'))
+        .map(|(id, _)| id.to_string())
+        .filter(|id| id.starts_with("kb_"))
+        .collect()
+}
+
+/// The agents that may cite chunks cite the first passage they were shown and one made up.
+fn cite(agent: &str, mut answer: Value, shown: &[String]) -> Value {
+    let Some(first) = shown.first() else {
+        return answer;
+    };
+    let chunks = json!([first, INVENTED_CHUNK]);
+    match agent {
+        "staff_score" | "opportunity" => answer["chunks"] = chunks,
+        "competitors" => {
+            for c in answer["competitors"].as_array_mut().into_iter().flatten() {
+                c["chunks"] = chunks.clone();
+            }
+        }
+        _ => {}
+    }
+    answer
 }
 
 fn valid_answer(agent: &str, ids: &[(String, String)], obey: bool, worse: bool) -> Value {
