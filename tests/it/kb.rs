@@ -1,5 +1,7 @@
 //! The tenant knowledge base on Qdrant Edge: Chinese search, no-op re-ingest, replacement and removal,
-//! tenant isolation, and analysis that hands the matching chunks to the agents and records them.
+//! tenant isolation, and analysis that hands the matching chunks to the agents and records them. With
+//! the mock's embeddings: hybrid search against BM25 alone, re-embedding on a model change, and
+//! findings that cite only the chunks their agent was shown.
 
 use std::path::Path;
 
@@ -241,11 +243,9 @@ async fn analysis_gives_agents_the_matching_chunks_and_records_them() {
     assert!(ids.contains(&price[0]["id"].as_str().unwrap()), "{ids:?}");
 }
 
-/// The production path, on a real Qdrant server when one is reachable (`HUIXI_TEST_QDRANT_URL`,
-/// default http://127.0.0.1:6334, Qdrant's gRPC port). None runs on this project's machines; the test
-/// says so and passes, as README explains how to run one.
-#[test]
-fn qdrant_server_path_when_a_server_is_reachable() {
+/// The Qdrant server the tests may use (`HUIXI_TEST_QDRANT_URL`, default http://127.0.0.1:6334, Qdrant's
+/// gRPC port), if one answers; otherwise says that `test` skipped.
+fn qdrant_server(test: &str) -> Option<String> {
     let url =
         std::env::var("HUIXI_TEST_QDRANT_URL").unwrap_or_else(|_| "http://127.0.0.1:6334".into());
     let addr = url
@@ -260,11 +260,22 @@ fn qdrant_server_path_when_a_server_is_reachable() {
         });
     if !reachable {
         eprintln!(
-            "SKIPPED qdrant_server_path_when_a_server_is_reachable: no Qdrant server at {url} \
+            "SKIPPED {test}: no Qdrant server at {url} \
              (docker run -p 6333:6333 -p 6334:6334 qdrant/qdrant, or set HUIXI_TEST_QDRANT_URL)"
         );
-        return;
+        return None;
     }
+    Some(url)
+}
+
+/// The production path, on a real Qdrant server when one is reachable (`HUIXI_TEST_QDRANT_URL`,
+/// default http://127.0.0.1:6334, Qdrant's gRPC port). None runs on this project's machines; the test
+/// says so and passes, as README explains how to run one.
+#[test]
+fn qdrant_server_path_when_a_server_is_reachable() {
+    let Some(url) = qdrant_server("qdrant_server_path_when_a_server_is_reachable") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let docs_dir = dir.path().join("docs");
     docs(&docs_dir);
@@ -778,4 +789,47 @@ async fn findings_cite_only_chunks_their_agent_was_shown() {
         staff_rows[0].contains(&format!("\"chunks\":[\"{}\"]", shown[0])),
         "{staff_rows:?}"
     );
+}
+
+/// Hybrid search and re-embedding on a real Qdrant server, when one is reachable (see
+/// [`qdrant_server`]).
+#[tokio::test(flavor = "multi_thread")]
+async fn qdrant_server_hybrid_when_a_server_is_reachable() {
+    let Some(url) = qdrant_server("qdrant_server_hybrid_when_a_server_is_reachable") else {
+        return;
+    };
+    let mock = Mock::start(Behaviour::Valid).await;
+    let dir = tempfile::tempdir().unwrap();
+    let docs_dir = dir.path().join("docs");
+    hybrid_docs(&docs_dir);
+    let data = dir.path().join("data");
+    let a = format!("it-ha-{}", std::process::id());
+    let b = format!("it-hb-{}", std::process::id());
+    let run = |args: &[&str], tenant: &str, model: &str| {
+        let mut all = kb_args(args, tenant, &data, Some((&mock, model)));
+        all.extend(["--qdrant-url".to_string(), url.clone()]);
+        kb_async(all)
+    };
+    let src = docs_dir.to_str().unwrap();
+    let first = run(&["kb", "ingest", src], &a, "mock-embed").await;
+    assert!(
+        statuses(&first).iter().all(|(_, s)| s == "added"),
+        "{first:#}"
+    );
+    let hits = run(&["kb", "search", "退钱", "--top", "3"], &a, "mock-embed").await;
+    assert_eq!(rank_of(&hits, REFUND), Some(1), "{:?}", ranked(&hits));
+    let none = run(&["kb", "search", "退钱"], &b, "mock-embed").await;
+    assert_eq!(none.as_array().unwrap().len(), 0);
+    let again = run(&["kb", "ingest", src], &a, "mock-embed").await;
+    assert!(
+        statuses(&again).iter().all(|(_, s)| s == "unchanged"),
+        "{again:#}"
+    );
+    let v2 = run(&["kb", "ingest", src], &a, "mock-embed-v2").await;
+    assert!(
+        statuses(&v2).iter().all(|(_, s)| s == "re-embedded"),
+        "{v2:#}"
+    );
+    let hits = run(&["kb", "search", "退钱", "--top", "3"], &a, "mock-embed-v2").await;
+    assert_eq!(rank_of(&hits, REFUND), Some(1), "{:?}", ranked(&hits));
 }
