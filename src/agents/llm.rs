@@ -134,17 +134,21 @@ impl LlmAnalysers {
         for row in &mut usage {
             row.session_id = session.id.clone();
         }
-        let mut result = self.assemble(session, offline, answers);
-        // Exactly the passages some agent was shown (each sees at most its own top_k).
-        let shown = self
-            .agents
-            .agents
+        // What each agent was shown: the passages of the call it was in.
+        let shown: BTreeMap<String, HashSet<String>> = groups
             .iter()
-            .filter(|a| a.retrieval.enabled)
-            .map(|a| a.retrieval.top_k)
-            .max()
-            .unwrap_or(0);
-        result.knowledge = passages.iter().take(shown).map(|p| p.id.clone()).collect();
+            .flat_map(|g| {
+                let ids: HashSet<String> = passages[..passages.len().min(top_k(g))]
+                    .iter()
+                    .map(|p| p.id.clone())
+                    .collect();
+                g.iter().map(move |a| (a.name.clone(), ids.clone()))
+            })
+            .collect();
+        let mut result = self.assemble(session, offline, answers, &shown);
+        // Exactly the passages some agent was shown (each sees at most its own top_k).
+        let all = top_k(&self.agents.agents.iter().collect::<Vec<_>>());
+        result.knowledge = passages.iter().take(all).map(|p| p.id.clone()).collect();
         (result, usage)
     }
 
@@ -191,14 +195,7 @@ impl LlmAnalysers {
             .map(|a| format!("{}@{}", a.name, a.version))
             .collect::<Vec<_>>()
             .join("+");
-        // Only agents that declare retrieval see knowledge-base passages, and no more than they ask.
-        let top_k = group
-            .iter()
-            .filter(|a| a.retrieval.enabled)
-            .map(|a| a.retrieval.top_k)
-            .max()
-            .unwrap_or(0);
-        let passages = &passages[..passages.len().min(top_k)];
+        let passages = &passages[..passages.len().min(top_k(group))];
         let full_system = self
             .renderer
             .system(group, passages, None)
@@ -390,13 +387,29 @@ impl LlmAnalysers {
         Ok(value)
     }
 
+    /// The typed result from the agents' answers. `shown` holds the knowledge-base chunks each agent
+    /// was shown, the only ones its findings may cite.
     fn assemble(
         &self,
         session: &Session,
         offline: &SessionResult,
         mut answers: BTreeMap<String, Result<Value, String>>,
+        shown: &BTreeMap<String, HashSet<String>>,
     ) -> SessionResult {
         let known: HashSet<&str> = session.messages.iter().map(|m| m.msgid.as_str()).collect();
+        // Like msgids: a chunk id the agent was not shown is dropped, not trusted.
+        let chunks = |agent: &str, v: &Value| -> Vec<String> {
+            let Some(shown) = shown.get(agent) else {
+                return Vec::new();
+            };
+            let mut out: Vec<String> = Vec::new();
+            for id in v.as_array().into_iter().flatten().filter_map(Value::as_str) {
+                if shown.contains(id) && !out.iter().any(|o| o == id) {
+                    out.push(id.to_string());
+                }
+            }
+            out
+        };
         let ids = |v: &Value| -> Vec<String> {
             // A model may cite an id that is not in the session; such a citation is dropped, not trusted.
             v.as_array()
@@ -486,6 +499,7 @@ impl LlmAnalysers {
                 unanswered: rules.unanswered,
                 notes,
                 evidence,
+                chunks: chunks("staff_score", &v["chunks"]),
             })
         });
 
@@ -516,6 +530,7 @@ impl LlmAnalysers {
                         by_customer: c["by_customer"].as_u64().unwrap_or(0) as usize,
                         by_staff: c["by_staff"].as_u64().unwrap_or(0) as usize,
                         evidence: ids(&c["evidence"]),
+                        chunks: chunks("competitors", &c["chunks"]),
                     })
                     .collect()
             })
@@ -540,6 +555,7 @@ impl LlmAnalysers {
                     })
                     .collect(),
                 evidence: ids(&v["evidence"]),
+                chunks: chunks("opportunity", &v["chunks"]),
             }
         });
 
@@ -577,6 +593,17 @@ impl LlmAnalysers {
     }
 }
 
+/// How many knowledge-base passages a call shows: only agents that declare retrieval see any, and no
+/// more than the most any of them asks for.
+fn top_k(group: &[&AgentDef]) -> usize {
+    group
+        .iter()
+        .filter(|a| a.retrieval.enabled)
+        .map(|a| a.retrieval.top_k)
+        .max()
+        .unwrap_or(0)
+}
+
 /// The schema of a combined call: one field per agent, each holding that agent's own schema.
 fn combined_schema(group: &[&AgentDef]) -> Value {
     let properties: serde_json::Map<String, Value> = group
@@ -592,7 +619,8 @@ fn combined_schema(group: &[&AgentDef]) -> Value {
 }
 
 /// The schema sent to the endpoint: structure only. OpenAI's strict mode rejects some validation
-/// keywords; huixi checks those itself against the full schema.
+/// keywords; huixi checks those itself against the full schema. Strict mode also wants every property
+/// required: an optional one (a finding's `chunks`) is asked for always, and may be left empty.
 fn strict_subset(schema: &Value) -> Value {
     const DROP: &[&str] = &[
         "minimum",
@@ -608,12 +636,22 @@ fn strict_subset(schema: &Value) -> Value {
         "maxItems",
     ];
     match schema {
-        Value::Object(map) => Value::Object(
-            map.iter()
+        Value::Object(map) => {
+            let mut out: serde_json::Map<String, Value> = map
+                .iter()
                 .filter(|(k, _)| !DROP.contains(&k.as_str()))
                 .map(|(k, v)| (k.clone(), strict_subset(v)))
-                .collect(),
-        ),
+                .collect();
+            if let (Some(Value::Object(props)), Some(_)) =
+                (map.get("properties"), map.get("required"))
+            {
+                out.insert(
+                    "required".into(),
+                    props.keys().map(|k| Value::String(k.clone())).collect(),
+                );
+            }
+            Value::Object(out)
+        }
         Value::Array(items) => Value::Array(items.iter().map(strict_subset).collect()),
         other => other.clone(),
     }
@@ -639,6 +677,9 @@ mod tests {
         let t = strict_subset(&s);
         assert_eq!(t["properties"]["score"], json!({"type": "number"}));
         assert_eq!(t["required"], json!(["score"]));
+        let optional = json!({"type": "object", "properties": {"a": {"type": "string"}, "chunks": {"type": "array"}},
+                              "required": ["a"], "additionalProperties": false});
+        assert_eq!(strict_subset(&optional)["required"], json!(["a", "chunks"]));
     }
 
     #[test]

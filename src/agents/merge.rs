@@ -1,6 +1,6 @@
 //! Merging the answers an agent gave for the chunks of a long session into one answer of the same
 //! schema: scores are averaged, lists are united (by word or name), stages take the furthest reached,
-//! and evidence is the union of the chunks' evidence.
+//! and evidence (and knowledge-base citations) is the union of the chunks' evidence.
 
 use std::collections::BTreeMap;
 
@@ -84,6 +84,7 @@ fn merge_staff(answers: &[Value]) -> Value {
         "breakdown": breakdown,
         "notes": union(answers.iter().map(|a| &a["notes"]), 8),
         "evidence": union(answers.iter().map(|a| &a["evidence"]), 10),
+        "chunks": union(answers.iter().map(|a| &a["chunks"]), 5),
     })
 }
 
@@ -114,6 +115,7 @@ fn merge_keywords(answers: &[Value]) -> Vec<Value> {
 fn merge_competitors(answers: &[Value]) -> Vec<Value> {
     let mut by_name: BTreeMap<String, [i64; 3]> = BTreeMap::new();
     let mut evidence: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut chunks: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for c in answers
         .iter()
         .flat_map(|a| a["competitors"].as_array().into_iter().flatten())
@@ -127,11 +129,14 @@ fn merge_competitors(answers: &[Value]) -> Vec<Value> {
         }
         let ev = evidence.entry(name.to_string()).or_default();
         *ev = union([Value::Array(ev.clone()), c["evidence"].clone()].iter(), 10);
+        let cited = chunks.entry(name.to_string()).or_default();
+        *cited = union([Value::Array(cited.clone()), c["chunks"].clone()].iter(), 5);
     }
     by_name
         .into_iter()
         .map(|(name, [m, c, s])| {
-            json!({"name": name, "mentions": m, "by_customer": c, "by_staff": s, "evidence": evidence[&name]})
+            json!({"name": name, "mentions": m, "by_customer": c, "by_staff": s,
+                   "evidence": evidence[&name], "chunks": chunks[&name]})
         })
         .collect()
 }
@@ -170,6 +175,7 @@ fn merge_opportunity(answers: &[Value]) -> Value {
         "score": answers.iter().filter_map(|a| a["score"].as_f64()).fold(0.0, f64::max),
         "signals": signals,
         "evidence": union(answers.iter().map(|a| &a["evidence"]), 10),
+        "chunks": union(answers.iter().map(|a| &a["chunks"]), 5),
     })
 }
 
@@ -194,22 +200,28 @@ mod tests {
         let c = merge(
             "competitors",
             vec![
-                json!({"competitors": [{"name": "X", "mentions": 1, "by_customer": 1, "by_staff": 0, "evidence": ["a"]}]}),
-                json!({"competitors": [{"name": "X", "mentions": 2, "by_customer": 1, "by_staff": 1, "evidence": ["b"]}]}),
+                json!({"competitors": [{"name": "X", "mentions": 1, "by_customer": 1, "by_staff": 0, "evidence": ["a"], "chunks": ["kb_1"]}]}),
+                json!({"competitors": [{"name": "X", "mentions": 2, "by_customer": 1, "by_staff": 1, "evidence": ["b"], "chunks": ["kb_1", "kb_2"]}]}),
             ],
         );
         assert_eq!(c["competitors"][0]["mentions"], 3);
         assert_eq!(c["competitors"][0]["evidence"], json!(["a", "b"]));
+        assert_eq!(c["competitors"][0]["chunks"], json!(["kb_1", "kb_2"]));
 
         let o = merge(
             "opportunity",
             vec![
-                json!({"detected": true, "stage": "quoted", "score": 0.6, "signals": [], "evidence": ["a"]}),
+                json!({"detected": true, "stage": "quoted", "score": 0.6, "signals": [], "evidence": ["a"], "chunks": ["kb_1"]}),
                 json!({"detected": false, "stage": "needs_confirmed", "score": 0.2, "signals": [], "evidence": []}),
             ],
         );
         assert_eq!(o["stage"], "quoted");
         assert_eq!(o["detected"], true);
         assert_eq!(o["score"], 0.6);
+        assert_eq!(
+            o["chunks"],
+            json!(["kb_1"]),
+            "an answer without chunks adds none"
+        );
     }
 }

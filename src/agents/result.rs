@@ -57,6 +57,10 @@ pub struct StaffScore {
     /// Why points were lost, in words a manager reads.
     pub notes: Vec<String>,
     pub evidence: Vec<String>,
+    /// Knowledge-base chunks the finding rests on (ids from `knowledge`), e.g. the price list a quote
+    /// contradicts. Only chunks the agent was shown: an id the model made up is dropped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,6 +77,10 @@ pub struct CompetitorMention {
     pub by_customer: usize,
     pub by_staff: usize,
     pub evidence: Vec<String>,
+    /// Knowledge-base chunks the finding rests on (ids from `knowledge`), e.g. the price list a quote
+    /// contradicts. Only chunks the agent was shown: an id the model made up is dropped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<String>,
 }
 
 /// Sales stages in order; a session's stage is the furthest it reached.
@@ -136,6 +144,10 @@ pub struct Opportunity {
     pub score: f64,
     pub signals: Vec<Signal>,
     pub evidence: Vec<String>,
+    /// Knowledge-base chunks the finding rests on (ids from `knowledge`), e.g. the price list a quote
+    /// contradicts. Only chunks the agent was shown: an id the model made up is dropped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -167,7 +179,8 @@ pub struct SessionResult {
     /// Answers of agents huixi has no typed field for (added by a prompt engineer), by agent name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, serde_json::Value>,
-    /// Knowledge-base chunks the agents were shown (ids from `huixi kb search`), which their notes cite.
+    /// Knowledge-base chunks the agents were shown (ids from `huixi kb search`); findings cite them in
+    /// their `chunks`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub knowledge: Vec<String>,
 }

@@ -44,6 +44,8 @@ pub struct AnalysisArgs {
     #[arg(long, env = "HUIXI_QDRANT_URL", requires = "data_dir")]
     pub qdrant_url: Option<String>,
     #[command(flatten)]
+    pub embeddings: super::kb::EmbeddingArgs,
+    #[command(flatten)]
     pub llm: LlmArgs,
 }
 
@@ -129,6 +131,20 @@ impl AnalysisArgs {
             Some(url) => Some(llm_analysers(url, &self.llm, tenant, store)?),
             None => None,
         };
+        let kb = match &self.data_dir {
+            Some(dir) => {
+                let endpoint = &self.llm.endpoint;
+                let embedder = self
+                    .embeddings
+                    .embedder(endpoint.llm_base_url.as_deref(), &endpoint.llm_api_key)?;
+                Some(crate::kb::Knowledge::new(
+                    dir,
+                    self.qdrant_url.as_deref(),
+                    embedder,
+                ))
+            }
+            None => None,
+        };
         Ok(Context {
             store: store.clone(),
             lexicons,
@@ -136,10 +152,7 @@ impl AnalysisArgs {
             llm,
             idle_gap_ms: self.idle_gap_minutes * 60_000,
             rules,
-            kb: self
-                .data_dir
-                .as_deref()
-                .map(|d| crate::kb::Knowledge::new(d, self.qdrant_url.as_deref())),
+            kb,
         })
     }
 }

@@ -5,6 +5,12 @@
 //! Chinese text has no spaces: documents and queries are segmented with jieba (search mode, which also
 //! yields the short words inside long ones) before BM25, so "发票" finds "增值税专用发票".
 //!
+//! With an embeddings model (`--embeddings-model`), each chunk also gets a dense vector and a search runs
+//! both queries and fuses the rankings with Reciprocal Rank Fusion: BM25 keeps exact terms (prices,
+//! product names), the dense side finds a passage that says the same thing in other words. A shard's
+//! vector sizes are fixed when it is made, so the dense vectors' model and size name the store, and a
+//! new model moves every chunk into a new one.
+//!
 //! Production: a Qdrant server (`--qdrant-url`), one collection per tenant, same vectors and payloads.
 //!
 //! Isolation is physical: a tenant's chunks live in that tenant's shard or collection, and a search
@@ -12,10 +18,12 @@
 
 pub mod chunk;
 mod edge;
+mod embed;
 mod server;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use qdrant_edge::bm25_embed::{EdgeBm25, EdgeBm25Config};
 use qdrant_edge::{SparseVector, TokenizerType};
@@ -26,7 +34,14 @@ use crate::agents::offline::text::JIEBA;
 use crate::agents::Passage;
 use crate::archive::Session;
 
+pub use embed::{EmbedConfig, Embedder};
+
 const VECTOR: &str = "text";
+/// The dense vector's name, next to the sparse one in every point.
+const DENSE: &str = "dense";
+/// Reciprocal Rank Fusion's k: the usual 60, so a chunk near the top of both lists beats one that tops
+/// only one of them.
+const RRF_K: usize = 60;
 /// Chunk size for prompts: a few passages fit beside a conversation.
 const MAX_CHUNK_TOKENS: usize = 400;
 
@@ -65,15 +80,37 @@ pub struct Ingested {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Manifest {
+    /// The model and size of the chunks' dense vectors; none: BM25 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dense: Option<Dense>,
     /// Source path → content hash and the ids of its chunks.
     files: BTreeMap<String, (String, Vec<u64>)>,
 }
 
-/// A chunk as stored: id, BM25 vector, payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Dense {
+    model: String,
+    /// Learnt from the endpoint's first answer.
+    dim: usize,
+}
+
+/// A chunk as stored: id, BM25 vector, dense vector when embeddings are on, payload.
 pub(crate) struct Point {
     id: u64,
     vector: SparseVector,
+    dense: Option<Vec<f32>>,
     payload: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Point {
+    /// What the dense vector is made from: the chunk as a reader sees it.
+    fn dense_text(&self) -> String {
+        let field = |k: &str| self.payload.get(k).and_then(|v| v.as_str()).unwrap_or("");
+        match field("heading") {
+            "" => field("text").to_string(),
+            heading => format!("{heading}\n{}", field("text")),
+        }
+    }
 }
 
 /// A stored chunk a query found.
@@ -89,12 +126,44 @@ enum Backend {
     Server(server::ServerStore),
 }
 
+/// Points per upsert: keeps a request to a server well under gRPC's message limit.
+const UPSERT_BATCH: usize = 256;
+
 impl Backend {
-    async fn upsert(&self, points: Vec<Point>) -> Result<(), String> {
-        match self {
-            Backend::Edge(e) => e.upsert(points),
-            Backend::Server(s) => s.upsert(points).await,
+    /// The store for chunks with `dense` vectors (or none). Its name carries the model and size, as a
+    /// shard or collection cannot change its vectors once made.
+    async fn open(
+        dir: &Path,
+        key: &str,
+        qdrant_url: Option<&str>,
+        dense: Option<&Dense>,
+    ) -> Result<Backend, String> {
+        let suffix = dense.map_or(String::new(), |d| {
+            let h = Sha256::digest(format!("{}\0{}", d.model, d.dim).as_bytes());
+            format!("_{}", &hex::encode(h)[..12])
+        });
+        let dim = dense.map(|d| d.dim);
+        Ok(match qdrant_url {
+            Some(url) => Backend::Server(
+                server::ServerStore::open(url, &format!("huixi_kb_{key}{suffix}"), dim).await?,
+            ),
+            None => Backend::Edge(Box::new(edge::EdgeStore::open(
+                &dir.join(format!("shard{suffix}")),
+                dim,
+            )?)),
+        })
+    }
+
+    async fn upsert(&self, mut points: Vec<Point>) -> Result<(), String> {
+        while !points.is_empty() {
+            let rest = points.split_off(points.len().min(UPSERT_BATCH));
+            match self {
+                Backend::Edge(e) => e.upsert(points)?,
+                Backend::Server(s) => s.upsert(points).await?,
+            }
+            points = rest;
         }
+        Ok(())
     }
 
     async fn delete(&self, ids: &[u64]) -> Result<(), String> {
@@ -104,16 +173,36 @@ impl Backend {
         }
     }
 
-    async fn query(&self, vector: SparseVector, top: usize) -> Result<Vec<Found>, String> {
+    async fn payloads(&self, ids: &[u64]) -> Result<Vec<Found>, String> {
         match self {
-            Backend::Edge(e) => e.query(vector, top),
-            Backend::Server(s) => s.query(vector, top).await,
+            Backend::Edge(e) => e.payloads(ids),
+            Backend::Server(s) => s.payloads(ids).await,
+        }
+    }
+
+    async fn query(
+        &self,
+        sparse: Option<SparseVector>,
+        dense: Option<Vec<f32>>,
+        candidates: usize,
+        limit: usize,
+    ) -> Result<Vec<Found>, String> {
+        match self {
+            Backend::Edge(e) => e.query(sparse, dense, candidates, limit),
+            Backend::Server(s) => s.query(sparse, dense, candidates, limit).await,
         }
     }
 
     fn flush(&self) {
         if let Backend::Edge(e) = self {
             e.flush();
+        }
+    }
+
+    async fn destroy(self) -> Result<(), String> {
+        match self {
+            Backend::Edge(e) => e.destroy(),
+            Backend::Server(s) => s.destroy().await,
         }
     }
 }
@@ -123,8 +212,28 @@ impl Backend {
 pub struct TenantKb {
     tenant: String,
     dir: PathBuf,
+    key: String,
+    qdrant_url: Option<String>,
     backend: Backend,
     bm25: EdgeBm25,
+    embedder: Option<Arc<Embedder>>,
+    /// What the stored chunks' dense vectors are, as the manifest says.
+    dense: Option<Dense>,
+}
+
+/// A file named to `ingest`: unchanged, or read and chunked and waiting to be stored.
+enum Planned {
+    Unchanged {
+        source: String,
+        chunks: usize,
+    },
+    Changed {
+        source: String,
+        hash: String,
+        /// The chunks it had, if it was ingested before.
+        old: Option<Vec<u64>>,
+        points: Vec<Point>,
+    },
 }
 
 /// Function words that every document has: matching on them ranks by noise ("和销售易比" must find
@@ -160,11 +269,13 @@ fn hex_id(id: u64) -> String {
 
 impl TenantKb {
     /// Opens (or creates) the tenant's knowledge base: a shard under `data_dir/kb/`, or, with
-    /// `qdrant_url`, the tenant's collection on that server.
+    /// `qdrant_url`, the tenant's collection on that server. With `embedder`, ingest adds dense
+    /// vectors and search is hybrid.
     pub async fn open(
         data_dir: &Path,
         tenant: &str,
         qdrant_url: Option<&str>,
+        embedder: Option<Arc<Embedder>>,
     ) -> Result<TenantKb, KbError> {
         // Tenant names may hold any character; directory and collection names must not.
         let key = hex::encode(tenant.as_bytes());
@@ -175,16 +286,10 @@ impl TenantKb {
             message,
         };
         std::fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
-        let backend = match qdrant_url {
-            Some(url) => Backend::Server(
-                server::ServerStore::open(url, &format!("huixi_kb_{key}"))
-                    .await
-                    .map_err(err)?,
-            ),
-            None => Backend::Edge(Box::new(
-                edge::EdgeStore::open(&dir.join("shard")).map_err(err)?,
-            )),
-        };
+        let dense = read_manifest(&dir).map_err(err)?.dense;
+        let backend = Backend::open(&dir, &key, qdrant_url, dense.as_ref())
+            .await
+            .map_err(err)?;
         let bm25 = EdgeBm25::new(EdgeBm25Config {
             tokenizer: TokenizerType::Whitespace,
             lowercase: Some(true),
@@ -194,25 +299,28 @@ impl TenantKb {
         Ok(TenantKb {
             tenant: tenant.to_string(),
             dir,
+            key,
+            qdrant_url: qdrant_url.map(str::to_string),
             backend,
             bm25,
+            embedder,
+            dense,
         })
     }
 
     fn err(&self, message: impl ToString) -> KbError {
         KbError::Shard {
             tenant: self.tenant.clone(),
-            path: self.dir.display().to_string(),
+            path: self
+                .qdrant_url
+                .clone()
+                .unwrap_or_else(|| self.dir.display().to_string()),
             message: message.to_string(),
         }
     }
 
     fn manifest(&self) -> Result<Manifest, KbError> {
-        match std::fs::read_to_string(self.dir.join("manifest.json")) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| self.err(format!("manifest: {e}"))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest::default()),
-            Err(e) => Err(self.err(e)),
-        }
+        read_manifest(&self.dir).map_err(|e| self.err(e))
     }
 
     fn save_manifest(&self, m: &Manifest) -> Result<(), KbError> {
@@ -232,16 +340,59 @@ impl TenantKb {
         self.backend.delete(ids).await.map_err(|e| self.err(e))
     }
 
+    /// A chunk's point, its BM25 vector made from the payload's heading and text.
+    fn point(&self, id: u64, payload: serde_json::Map<String, serde_json::Value>) -> Point {
+        let field = |k: &str| payload.get(k).and_then(|v| v.as_str()).unwrap_or("");
+        let indexed = format!("{} {}", words(field("heading")), words(field("text")));
+        Point {
+            id,
+            vector: self.bm25.embed_document(&indexed),
+            dense: None,
+            payload,
+        }
+    }
+
+    /// Gives the points their dense vectors; the vectors' size, if there were any points.
+    async fn embed(&self, points: &mut [&mut Point]) -> Result<Option<usize>, KbError> {
+        let Some(embedder) = &self.embedder else {
+            return Ok(None);
+        };
+        if points.is_empty() {
+            return Ok(None);
+        }
+        let texts: Vec<String> = points.iter().map(|p| p.dense_text()).collect();
+        let vectors = embedder.embed(&texts).await.map_err(|e| self.err(e))?;
+        let dim = vectors.first().map(Vec::len);
+        for (p, v) in points.iter_mut().zip(vectors) {
+            p.dense = Some(v);
+        }
+        Ok(dim)
+    }
+
     /// Ingests files (directories are walked for .md, .txt, .csv and .jsonl). An unchanged file is left
     /// as it is; a changed one has its old chunks replaced. With `prune`, files ingested earlier that no
-    /// longer exist are removed.
-    pub async fn ingest(&self, paths: &[PathBuf], prune: bool) -> Result<Vec<Ingested>, KbError> {
+    /// longer exist are removed. A different embeddings model (or vector size) than the stored chunks
+    /// were made with re-embeds every chunk.
+    pub async fn ingest(
+        &mut self,
+        paths: &[PathBuf],
+        prune: bool,
+    ) -> Result<Vec<Ingested>, KbError> {
         let mut files = Vec::new();
         for p in paths {
             collect(p, &mut files)?;
         }
         let mut manifest = self.manifest()?;
-        let mut report = Vec::new();
+        if let (None, Some(d)) = (&self.embedder, &manifest.dense) {
+            // Storing some chunks without dense vectors would leave them out of half of every search.
+            return Err(self.err(format!(
+                "its chunks have dense vectors from {} ({} dimensions): ingest with \
+                 --embeddings-model {0} (or another model, which re-embeds them all)",
+                d.model, d.dim
+            )));
+        }
+        // Read and chunk first, store after: a model's vector size is known only from its answer.
+        let mut planned: Vec<Planned> = Vec::new();
         for file in files {
             let source = std::fs::canonicalize(&file)
                 .unwrap_or(file.clone())
@@ -253,13 +404,12 @@ impl TenantKb {
             })?;
             let hash = hex::encode(Sha256::digest(text.as_bytes()));
             let old = manifest.files.get(&source).cloned();
-            if old.as_ref().is_some_and(|(h, _)| *h == hash) {
-                report.push(Ingested {
-                    source,
-                    status: "unchanged",
-                    chunks: old.map_or(0, |(_, ids)| ids.len()),
-                });
-                continue;
+            if let Some((h, ids)) = &old {
+                if *h == hash {
+                    let chunks = ids.len();
+                    planned.push(Planned::Unchanged { source, chunks });
+                    continue;
+                }
             }
             let chunks = chunk::chunk_file(&file, &text, MAX_CHUNK_TOKENS).map_err(|message| {
                 KbError::File {
@@ -267,30 +417,86 @@ impl TenantKb {
                     message,
                 }
             })?;
-            if let Some((_, ids)) = &old {
-                self.delete(ids).await?;
-            }
-            let mut ids = Vec::new();
-            let points: Vec<Point> = chunks
+            let points = chunks
                 .iter()
                 .map(|c| {
-                    let id = chunk_id(&self.tenant, &source, c.position);
-                    ids.push(id);
-                    let indexed = format!("{} {}", words(&c.heading), words(&c.text));
                     let payload = serde_json::json!({
                         "tenant": self.tenant, "source": source, "position": c.position,
                         "heading": c.heading, "text": c.text,
                     });
-                    Point {
-                        id,
-                        vector: self.bm25.embed_document(&indexed),
-                        payload: payload.as_object().expect("an object").clone(),
-                    }
+                    self.point(
+                        chunk_id(&self.tenant, &source, c.position),
+                        payload.as_object().expect("an object").clone(),
+                    )
                 })
                 .collect();
-            if !points.is_empty() {
-                self.backend.upsert(points).await.map_err(|e| self.err(e))?;
+            planned.push(Planned::Changed {
+                source,
+                hash,
+                old: old.map(|(_, ids)| ids),
+                points,
+            });
+        }
+        let mut new_points: Vec<&mut Point> = planned
+            .iter_mut()
+            .flat_map(|p| match p {
+                Planned::Changed { points, .. } => points.iter_mut(),
+                Planned::Unchanged { .. } => [].iter_mut(),
+            })
+            .collect();
+        let dim = self.embed(&mut new_points).await?;
+        let reembedded = match &self.embedder {
+            Some(e)
+                if manifest.dense.as_ref().is_none_or(|d| {
+                    d.model != e.model() || dim.is_some_and(|dim| dim != d.dim)
+                }) =>
+            {
+                let changed: BTreeSet<&str> = planned
+                    .iter()
+                    .filter_map(|p| match p {
+                        Planned::Changed { source, .. } => Some(source.as_str()),
+                        Planned::Unchanged { .. } => None,
+                    })
+                    .collect();
+                let keep: Vec<String> = manifest
+                    .files
+                    .keys()
+                    .filter(|s| !changed.contains(s.as_str()))
+                    .cloned()
+                    .collect();
+                self.reembed(&mut manifest, &keep, dim).await?
             }
+            _ => Vec::new(),
+        };
+
+        let mut report = Vec::new();
+        for entry in planned {
+            let (source, hash, old, points) = match entry {
+                Planned::Unchanged { source, chunks } => {
+                    let status = if reembedded.contains(&source) {
+                        "re-embedded"
+                    } else {
+                        "unchanged"
+                    };
+                    report.push(Ingested {
+                        source,
+                        status,
+                        chunks,
+                    });
+                    continue;
+                }
+                Planned::Changed {
+                    source,
+                    hash,
+                    old,
+                    points,
+                } => (source, hash, old, points),
+            };
+            if let Some(ids) = &old {
+                self.delete(ids).await?;
+            }
+            let ids: Vec<u64> = points.iter().map(|p| p.id).collect();
+            self.backend.upsert(points).await.map_err(|e| self.err(e))?;
             report.push(Ingested {
                 source: source.clone(),
                 status: if old.is_some() { "replaced" } else { "added" },
@@ -300,6 +506,17 @@ impl TenantKb {
             // Written after each file: a crash loses at most the file in progress, which is redone.
             self.save_manifest(&manifest)?;
         }
+        // Files re-embedded that were not named this time are reported too: they were rewritten.
+        for source in reembedded {
+            if !report.iter().any(|r| r.source == source) {
+                let chunks = manifest.files.get(&source).map_or(0, |(_, ids)| ids.len());
+                report.push(Ingested {
+                    source,
+                    status: "re-embedded",
+                    chunks,
+                });
+            }
+        }
         if prune {
             let gone: Vec<String> = manifest
                 .files
@@ -308,11 +525,82 @@ impl TenantKb {
                 .cloned()
                 .collect();
             for source in gone {
+                report.retain(|r| r.source != source);
                 report.push(self.remove_from(&mut manifest, &source).await?);
             }
         }
         self.backend.flush();
         Ok(report)
+    }
+
+    /// Moves the chunks of the `keep` files into a store for the embedder's vectors, embedding each
+    /// anew from its stored text. `dim` is the size already learnt in this run, if any. The manifest
+    /// names the new store before the old one is deleted, so a crash leaves the old store in use.
+    /// Returns the files moved.
+    async fn reembed(
+        &mut self,
+        manifest: &mut Manifest,
+        keep: &[String],
+        dim: Option<usize>,
+    ) -> Result<Vec<String>, KbError> {
+        let model = self
+            .embedder
+            .as_ref()
+            .expect("re-embedding needs an embedder")
+            .model()
+            .to_string();
+        let ids: Vec<u64> = keep
+            .iter()
+            .flat_map(|s| manifest.files[s].1.iter().copied())
+            .collect();
+        let stored = if ids.is_empty() {
+            Vec::new()
+        } else {
+            self.backend.payloads(&ids).await.map_err(|e| self.err(e))?
+        };
+        if stored.len() != ids.len() {
+            return Err(self.err(format!(
+                "the manifest lists {} chunks of files ingested earlier, the store holds {}: \
+                 re-ingest those files or remove them before changing the embeddings model",
+                ids.len(),
+                stored.len()
+            )));
+        }
+        let mut points: Vec<Point> = stored
+            .into_iter()
+            .map(|f| self.point(f.id, f.payload))
+            .collect();
+        let mut refs: Vec<&mut Point> = points.iter_mut().collect();
+        let kept_dim = self.embed(&mut refs).await?;
+        let dim = match (dim, kept_dim) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(self.err(format!(
+                    "{model} answered with vectors of {a} and of {b} dimensions"
+                )))
+            }
+            (Some(d), _) | (None, Some(d)) => d,
+            // Nothing stored and nothing new: no vectors to learn a size from yet.
+            (None, None) => return Ok(Vec::new()),
+        };
+        let dense = Dense { model, dim };
+        let backend = Backend::open(
+            &self.dir,
+            &self.key,
+            self.qdrant_url.as_deref(),
+            Some(&dense),
+        )
+        .await
+        .map_err(|e| self.err(e))?;
+        backend.upsert(points).await.map_err(|e| self.err(e))?;
+        backend.flush();
+        manifest.dense = Some(dense.clone());
+        self.save_manifest(manifest)?;
+        let old = std::mem::replace(&mut self.backend, backend);
+        self.dense = Some(dense);
+        if let Err(e) = old.destroy().await {
+            tracing::warn!("could not delete the knowledge base's old store: {e}");
+        }
+        Ok(keep.to_vec())
     }
 
     async fn remove_from(
@@ -352,16 +640,59 @@ impl TenantKb {
         Ok(done)
     }
 
+    /// The query's dense vector, when both the stored chunks and this search have an embeddings model.
+    async fn dense_query(&self, query: &str) -> Result<Option<Vec<f32>>, KbError> {
+        let (Some(embedder), Some(dense)) = (&self.embedder, &self.dense) else {
+            return Ok(None);
+        };
+        if query.trim().is_empty() {
+            return Ok(None);
+        }
+        if embedder.model() != dense.model {
+            return Err(self.err(format!(
+                "its chunks were embedded with {} ({} dimensions), this search uses {}: search with \
+                 --embeddings-model {0}, or ingest again with {2} to re-embed them",
+                dense.model,
+                dense.dim,
+                embedder.model()
+            )));
+        }
+        let vector = embedder
+            .embed(&[query.to_string()])
+            .await
+            .map_err(|e| self.err(e))?
+            .pop()
+            .expect("one vector per input");
+        if vector.len() != dense.dim {
+            return Err(self.err(format!(
+                "{} now answers with {} dimensions, the chunks have {}: ingest again to re-embed them",
+                dense.model,
+                vector.len(),
+                dense.dim
+            )));
+        }
+        Ok(Some(vector))
+    }
+
+    /// The `top` chunks for a query: BM25 alone, or BM25 and dense fused by RRF when the chunks
+    /// have dense vectors and an embeddings model is configured.
     pub async fn search(&self, query: &str, top: usize) -> Result<Vec<Hit>, KbError> {
         let terms = words(query);
-        if terms.is_empty() {
-            return Ok(Vec::new());
-        }
-        let found = self
+        let sparse = (!terms.is_empty()).then(|| self.bm25.embed_query(&terms));
+        let dense = self.dense_query(query).await?;
+        let fused = sparse.is_some() && dense.is_some();
+        let candidates = (top * 4).max(20);
+        // Fused: take every candidate and cut here, so ties are broken the same way each time.
+        let limit = if fused { candidates } else { top };
+        let mut found = self
             .backend
-            .query(self.bm25.embed_query(&terms), top)
+            .query(sparse, dense, candidates, limit)
             .await
             .map_err(|e| self.err(e))?;
+        if fused {
+            order_fused(&mut found);
+            found.truncate(top);
+        }
         let mut hits = Vec::new();
         for f in found {
             let field = |k: &str| {
@@ -389,6 +720,21 @@ impl TenantKb {
             });
         }
         Ok(hits)
+    }
+}
+
+/// RRF gives equal scores to a chunk first in one list and one first in the other; Qdrant leaves their
+/// order to a hash map. Best score first, then by id, so the same search gives the same answer.
+fn order_fused(found: &mut [Found]) {
+    found.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+}
+
+fn read_manifest(dir: &Path) -> Result<Manifest, String> {
+    match std::fs::read_to_string(dir.join("manifest.json")) {
+        Ok(text) => serde_json::from_str(&text)
+            .map_err(|e| format!("{}: {e}", dir.join("manifest.json").display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest::default()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -424,7 +770,8 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), KbError> {
 pub struct Knowledge {
     dir: PathBuf,
     qdrant_url: Option<String>,
-    open: tokio::sync::Mutex<BTreeMap<String, std::sync::Arc<TenantKb>>>,
+    embedder: Option<Arc<Embedder>>,
+    open: tokio::sync::Mutex<BTreeMap<String, Arc<TenantKb>>>,
 }
 
 /// How much of a conversation makes the search query: its opening says what it is about.
@@ -432,15 +779,17 @@ const QUERY_CHARS: usize = 400;
 const PASSAGES: usize = 5;
 
 impl Knowledge {
-    pub fn new(dir: &Path, qdrant_url: Option<&str>) -> Knowledge {
+    /// With `embedder`, searches of knowledge bases ingested with the same model are hybrid.
+    pub fn new(dir: &Path, qdrant_url: Option<&str>, embedder: Option<Embedder>) -> Knowledge {
         Knowledge {
             dir: dir.to_path_buf(),
             qdrant_url: qdrant_url.map(str::to_string),
+            embedder: embedder.map(Arc::new),
             open: Default::default(),
         }
     }
 
-    async fn tenant(&self, tenant: &str) -> Result<Option<std::sync::Arc<TenantKb>>, KbError> {
+    async fn tenant(&self, tenant: &str) -> Result<Option<Arc<TenantKb>>, KbError> {
         let mut open = self.open.lock().await;
         if let Some(kb) = open.get(tenant) {
             return Ok(Some(kb.clone()));
@@ -454,14 +803,21 @@ impl Knowledge {
         {
             return Ok(None);
         }
-        let kb = std::sync::Arc::new(
-            TenantKb::open(&self.dir, tenant, self.qdrant_url.as_deref()).await?,
+        let kb = Arc::new(
+            TenantKb::open(
+                &self.dir,
+                tenant,
+                self.qdrant_url.as_deref(),
+                self.embedder.clone(),
+            )
+            .await?,
         );
         open.insert(tenant.to_string(), kb.clone());
         Ok(Some(kb))
     }
 
-    /// The tenant's chunks that best match the session's text, as prompt passages.
+    /// The tenant's chunks that best match the session's text, as prompt passages. The query is the
+    /// masked text, as in prompts: it goes to the embeddings endpoint too.
     pub async fn passages(&self, tenant: &str, session: &Session) -> Result<Vec<Passage>, KbError> {
         let Some(kb) = self.tenant(tenant).await? else {
             return Ok(Vec::new());
@@ -489,5 +845,26 @@ impl Knowledge {
                 },
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(id: u64, score: f32) -> Found {
+        Found {
+            id,
+            score,
+            payload: Default::default(),
+        }
+    }
+
+    #[test]
+    fn fused_ties_are_ordered_by_id() {
+        let mut f = vec![found(9, 1.0 / 60.0), found(3, 0.5), found(4, 1.0 / 60.0)];
+        order_fused(&mut f);
+        let ids: Vec<u64> = f.iter().map(|f| f.id).collect();
+        assert_eq!(ids, vec![3, 4, 9]);
     }
 }

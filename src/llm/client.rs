@@ -94,28 +94,38 @@ pub struct Endpoint {
     retries: Arc<AtomicU64>,
 }
 
+/// An async-openai client for `config`'s endpoint with huixi's retry policy underneath (429 with
+/// `Retry-After`, 5xx and timeouts retried with backoff); `retries` counts the retries. Shared by the
+/// chat endpoint and the knowledge base's embeddings.
+pub fn openai_client(
+    config: &LlmConfig,
+    retries: Arc<AtomicU64>,
+) -> Result<Client<OpenAIConfig>, LlmError> {
+    let http = reqwest::Client::builder()
+        .timeout(config.timeout)
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| LlmError::Request(e.to_string()))?;
+    let service = tower::ServiceBuilder::new()
+        .retry(RetryPolicy::new(
+            config.max_retries,
+            Duration::from_millis(250),
+            Duration::from_secs(20),
+            retries,
+        ))
+        .service(ReqwestService::new(http));
+    Ok(Client::with_config(
+        OpenAIConfig::new()
+            .with_api_base(config.base_url.clone())
+            .with_api_key(config.api_key.clone()),
+    )
+    .with_http_service(service))
+}
+
 impl Endpoint {
     pub fn new(config: LlmConfig) -> Result<Endpoint, LlmError> {
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| LlmError::Request(e.to_string()))?;
         let retries = Arc::new(AtomicU64::new(0));
-        let service = tower::ServiceBuilder::new()
-            .retry(RetryPolicy::new(
-                config.max_retries,
-                Duration::from_millis(250),
-                Duration::from_secs(20),
-                retries.clone(),
-            ))
-            .service(ReqwestService::new(http));
-        let client = Client::with_config(
-            OpenAIConfig::new()
-                .with_api_base(config.base_url.clone())
-                .with_api_key(config.api_key.clone()),
-        )
-        .with_http_service(service);
+        let client = openai_client(&config, retries.clone())?;
         Ok(Endpoint {
             global: Arc::new(Semaphore::new(config.concurrency.max(1))),
             tenants: Mutex::default(),

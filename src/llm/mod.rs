@@ -10,4 +10,4 @@ mod retry;
 
 pub use budget::{chunk_lines, conversation_budget, count as count_tokens};
 pub use cache::AnswerCache;
-pub use client::{ChatRequest, Endpoint, LlmConfig};
+pub use client::{openai_client, ChatRequest, Endpoint, LlmConfig};

@@ -1,12 +1,14 @@
 //! The tenant knowledge base on Qdrant Edge: Chinese search, no-op re-ingest, replacement and removal,
-//! tenant isolation, and analysis that hands the matching chunks to the agents and records them.
+//! tenant isolation, and analysis that hands the matching chunks to the agents and records them. With
+//! the mock's embeddings: hybrid search against BM25 alone, re-embedding on a model change, and
+//! findings that cite only the chunks their agent was shown.
 
 use std::path::Path;
 
 use serde_json::Value;
 
 use crate::helpers::*;
-use crate::mock_llm::{system_text, Behaviour, Mock};
+use crate::mock_llm::{passage_ids, schema_name, system_text, Behaviour, Mock, INVENTED_CHUNK};
 
 fn docs(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
@@ -241,11 +243,9 @@ async fn analysis_gives_agents_the_matching_chunks_and_records_them() {
     assert!(ids.contains(&price[0]["id"].as_str().unwrap()), "{ids:?}");
 }
 
-/// The production path, on a real Qdrant server when one is reachable (`HUIXI_TEST_QDRANT_URL`,
-/// default http://127.0.0.1:6334, Qdrant's gRPC port). None runs on this project's machines; the test
-/// says so and passes, as README explains how to run one.
-#[test]
-fn qdrant_server_path_when_a_server_is_reachable() {
+/// The Qdrant server the tests may use (`HUIXI_TEST_QDRANT_URL`, default http://127.0.0.1:6334, Qdrant's
+/// gRPC port), if one answers; otherwise says that `test` skipped.
+fn qdrant_server(test: &str) -> Option<String> {
     let url =
         std::env::var("HUIXI_TEST_QDRANT_URL").unwrap_or_else(|_| "http://127.0.0.1:6334".into());
     let addr = url
@@ -260,11 +260,22 @@ fn qdrant_server_path_when_a_server_is_reachable() {
         });
     if !reachable {
         eprintln!(
-            "SKIPPED qdrant_server_path_when_a_server_is_reachable: no Qdrant server at {url} \
+            "SKIPPED {test}: no Qdrant server at {url} \
              (docker run -p 6333:6333 -p 6334:6334 qdrant/qdrant, or set HUIXI_TEST_QDRANT_URL)"
         );
-        return;
+        return None;
     }
+    Some(url)
+}
+
+/// The production path, on a real Qdrant server when one is reachable (`HUIXI_TEST_QDRANT_URL`,
+/// default http://127.0.0.1:6334, Qdrant's gRPC port). None runs on this project's machines; the test
+/// says so and passes, as README explains how to run one.
+#[test]
+fn qdrant_server_path_when_a_server_is_reachable() {
+    let Some(url) = qdrant_server("qdrant_server_path_when_a_server_is_reachable") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let docs_dir = dir.path().join("docs");
     docs(&docs_dir);
@@ -310,4 +321,515 @@ fn qdrant_server_path_when_a_server_is_reachable() {
         .unwrap()
         .iter()
         .all(|r| r["status"] == "unchanged"));
+}
+
+/// The docs of [`docs`] and a refund policy, which the hybrid tests look for in other words.
+fn hybrid_docs(dir: &Path) {
+    docs(dir);
+    std::fs::write(
+        dir.join("refund.md"),
+        "# 退款政策\n\n购买后七天内可以无理由全额退款，款项原路退回。\n",
+    )
+    .unwrap();
+}
+
+async fn kb_async(args: Vec<String>) -> Value {
+    stdout_json(&huixi_async(args).await)
+}
+
+/// `huixi kb ARGS… --tenant T --data-dir D --json`, with the mock's embeddings `model` if given.
+fn kb_args(
+    args: &[&str],
+    tenant: &str,
+    data: &Path,
+    embeddings: Option<(&Mock, &str)>,
+) -> Vec<String> {
+    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    all.extend(
+        [
+            "--tenant",
+            tenant,
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--json",
+        ]
+        .map(String::from),
+    );
+    if let Some((mock, model)) = embeddings {
+        all.extend([
+            "--embeddings-model".into(),
+            model.into(),
+            "--embeddings-base-url".into(),
+            mock.base_url(),
+        ]);
+    }
+    all
+}
+
+/// Search results as "rank:text", for messages.
+fn ranked(hits: &Value) -> Vec<String> {
+    hits.as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, h)| format!("{}:{}", i + 1, h["text"].as_str().unwrap()))
+        .collect()
+}
+
+/// Where a chunk containing `needle` ranks (1-based), if it is found at all.
+fn rank_of(hits: &Value, needle: &str) -> Option<usize> {
+    hits.as_array()
+        .unwrap()
+        .iter()
+        .position(|h| h["text"].as_str().unwrap().contains(needle))
+        .map(|i| i + 1)
+}
+
+fn statuses(report: &Value) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let source = r["source"].as_str().unwrap();
+            let name = Path::new(source).file_name().unwrap().to_str().unwrap();
+            (name.to_string(), r["status"].as_str().unwrap().to_string())
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+const REFUND: &str = "全额退款";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hybrid_search_finds_the_chunk_bm25_misses() {
+    let mock = Mock::start(Behaviour::Valid).await;
+    let dir = tempfile::tempdir().unwrap();
+    let docs_dir = dir.path().join("docs");
+    hybrid_docs(&docs_dir);
+    let src = docs_dir.to_str().unwrap();
+    // The same documents twice: one knowledge base BM25 only, one hybrid.
+    let bm25 = dir.path().join("bm25");
+    let hybrid = dir.path().join("hybrid");
+    let emb = Some((&mock, "mock-embed"));
+    kb_async(kb_args(&["kb", "ingest", src], "acme", &bm25, None)).await;
+    assert!(
+        mock.embedding_inputs().is_empty(),
+        "no embeddings without a model"
+    );
+    let ingested = kb_async(kb_args(&["kb", "ingest", src], "acme", &hybrid, emb)).await;
+    assert!(
+        ingested
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "added"),
+        "{ingested:#}"
+    );
+    let chunks: u64 = ingested
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["chunks"].as_u64().unwrap())
+        .sum();
+    let embedded: usize = mock.embedding_inputs().iter().map(Vec::len).sum();
+    assert_eq!(embedded as u64, chunks, "every chunk embedded once");
+
+    let search = |data: &Path, q: &str, emb: Option<(&Mock, &str)>| {
+        kb_async(kb_args(
+            &["kb", "search", q, "--top", "3"],
+            "acme",
+            data,
+            emb,
+        ))
+    };
+    // "退钱" shares no jieba word with the refund policy ("退款", "退回"), only characters.
+    let q = "退钱";
+    let (a, b) = (search(&bm25, q, None).await, search(&hybrid, q, emb).await);
+    assert_eq!(
+        a.as_array().unwrap().len(),
+        0,
+        "BM25 finds nothing: {:?}",
+        ranked(&a)
+    );
+    assert_eq!(rank_of(&b, REFUND), Some(1), "hybrid: {:?}", ranked(&b));
+    // Here BM25 matches 试用 in the FAQ and misses the refund; hybrid keeps the FAQ first (an exact
+    // term) and brings the refund policy in.
+    let q = "试用不满意钱能退吗";
+    let (a, b) = (search(&bm25, q, None).await, search(&hybrid, q, emb).await);
+    assert_eq!(rank_of(&a, "免费试用"), Some(1), "{:?}", ranked(&a));
+    assert_eq!(rank_of(&a, REFUND), None, "BM25: {:?}", ranked(&a));
+    assert_eq!(rank_of(&b, "免费试用"), Some(1), "hybrid: {:?}", ranked(&b));
+    assert_eq!(rank_of(&b, REFUND), Some(3), "hybrid: {:?}", ranked(&b));
+    // Fused scores are RRF's: at most two lists' first place, 1/60 each in Qdrant's formula.
+    let top = b[0]["score"].as_f64().unwrap();
+    assert!(top > 1.0 / 60.0 && top <= 2.0 / 60.0 + 1e-6, "{b:#}");
+    // Exact terms still win in hybrid.
+    let b = search(&hybrid, "发票怎么开", emb).await;
+    assert!(
+        b[0]["text"].as_str().unwrap().contains("增值税专用发票"),
+        "{:?}",
+        ranked(&b)
+    );
+    // The same knowledge base searched without a model is BM25 as before.
+    let b = search(&hybrid, "退钱", None).await;
+    assert_eq!(b.as_array().unwrap().len(), 0, "{:?}", ranked(&b));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hybrid_search_stays_within_the_tenant() {
+    let mock = Mock::start(Behaviour::Valid).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let a_docs = dir.path().join("a");
+    hybrid_docs(&a_docs);
+    let b_docs = dir.path().join("b");
+    std::fs::create_dir_all(&b_docs).unwrap();
+    std::fs::write(
+        b_docs.join("b.md"),
+        "# 物流\n\n全国包邮，下单后两天内发货。\n",
+    )
+    .unwrap();
+    let emb = Some((&mock, "mock-embed"));
+    let a = kb_async(kb_args(
+        &["kb", "ingest", a_docs.to_str().unwrap()],
+        "a",
+        &data,
+        emb,
+    ))
+    .await;
+    kb_async(kb_args(
+        &["kb", "ingest", b_docs.to_str().unwrap()],
+        "b",
+        &data,
+        emb,
+    ))
+    .await;
+    assert_eq!(a.as_array().unwrap().len(), 4);
+    // A dense query always has nearest neighbours: B's search for A's words returns B's only chunk
+    // and nothing of A's, however close A's chunks are.
+    let hits = kb_async(kb_args(
+        &["kb", "search", "退钱 全额退款 发票", "--top", "5"],
+        "b",
+        &data,
+        emb,
+    ))
+    .await;
+    let hits = hits.as_array().unwrap();
+    assert_eq!(hits.len(), 1, "{hits:#?}");
+    assert!(hits[0]["text"].as_str().unwrap().contains("包邮"));
+    // And the other way round.
+    let hits = kb_async(kb_args(
+        &["kb", "search", "包邮发货", "--top", "10"],
+        "a",
+        &data,
+        emb,
+    ))
+    .await;
+    assert!(!hits.as_array().unwrap().is_empty());
+    assert!(
+        hits.as_array().unwrap().iter().all(|h| h["source"]
+            .as_str()
+            .unwrap()
+            .starts_with(a_docs.canonicalize().unwrap().to_str().unwrap())),
+        "{hits:#}"
+    );
+    // A tenant that never ingested anything gets nothing, with or without a model.
+    let none = kb_async(kb_args(&["kb", "search", "退钱"], "c", &data, emb)).await;
+    assert_eq!(none.as_array().unwrap().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reingest_is_a_noop_until_the_embeddings_model_changes() {
+    let mock = Mock::start(Behaviour::Valid).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let docs_dir = dir.path().join("docs");
+    hybrid_docs(&docs_dir);
+    let src = docs_dir.to_str().unwrap();
+    let ingest = |model: Option<&'static str>| {
+        kb_async(kb_args(
+            &["kb", "ingest", src],
+            "acme",
+            &data,
+            model.map(|m| (&mock, m)),
+        ))
+    };
+    let calls = || mock.embedding_inputs().iter().map(Vec::len).sum::<usize>();
+    let first = ingest(Some("mock-embed")).await;
+    let chunks: usize = first
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["chunks"].as_u64().unwrap() as usize)
+        .sum();
+    assert_eq!(calls(), chunks);
+
+    // Unchanged files, same model: nothing is embedded or written.
+    let again = ingest(Some("mock-embed")).await;
+    assert!(
+        statuses(&again).iter().all(|(_, s)| s == "unchanged"),
+        "{again:#}"
+    );
+    assert_eq!(calls(), chunks, "no embeddings request");
+
+    // One changed file: only its chunks are embedded.
+    std::fs::write(
+        docs_dir.join("faq.jsonl"),
+        "{\"q\":\"能试用吗\",\"a\":\"可以申请30天免费试用\"}\n",
+    )
+    .unwrap();
+    let changed = ingest(Some("mock-embed")).await;
+    assert!(statuses(&changed).contains(&("faq.jsonl".into(), "replaced".into())));
+    assert_eq!(calls(), chunks + 1);
+
+    // Another model: every chunk is embedded again, into a store for its vectors.
+    let kb_dir = data.join("kb").join(hex("acme"));
+    let shards = || {
+        let mut s: Vec<String> = std::fs::read_dir(&kb_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with("shard"))
+            .collect();
+        s.sort();
+        s
+    };
+    let before = shards();
+    let v2 = ingest(Some("mock-embed-v2")).await;
+    assert!(
+        statuses(&v2).iter().all(|(_, s)| s == "re-embedded"),
+        "{v2:#}"
+    );
+    let chunks_now: usize = v2
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["chunks"].as_u64().unwrap() as usize)
+        .sum();
+    let last: Vec<String> = mock.embedding_inputs().last().unwrap().clone();
+    assert_eq!(last.len(), chunks_now, "one batch with every chunk");
+    assert_eq!(shards().len(), 1, "the old store is gone");
+    assert_ne!(shards(), before);
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(kb_dir.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        manifest["dense"],
+        serde_json::json!({"model": "mock-embed-v2", "dim": 64})
+    );
+    // And re-ingesting with it is a no-op again.
+    let n = calls();
+    let again = ingest(Some("mock-embed-v2")).await;
+    assert!(
+        statuses(&again).iter().all(|(_, s)| s == "unchanged"),
+        "{again:#}"
+    );
+    assert_eq!(calls(), n);
+    // The new vectors are searched: the refund is found by characters alone.
+    let hits = kb_async(kb_args(
+        &["kb", "search", "退钱"],
+        "acme",
+        &data,
+        Some((&mock, "mock-embed-v2")),
+    ))
+    .await;
+    assert_eq!(rank_of(&hits, REFUND), Some(1), "{:?}", ranked(&hits));
+
+    // A model that answers with another size is a change too: the manifest learns it from the answer.
+    let d96 = ingest(Some("mock-embed-96")).await;
+    assert!(
+        statuses(&d96).iter().all(|(_, s)| s == "re-embedded"),
+        "{d96:#}"
+    );
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(kb_dir.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["dense"]["dim"], 96);
+
+    // Searching with another model than the chunks have, or ingesting without one, is refused and
+    // says which model the chunks have.
+    let out = huixi_async(kb_args(
+        &["kb", "search", "退钱"],
+        "acme",
+        &data,
+        Some((&mock, "mock-embed")),
+    ))
+    .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("mock-embed-96") && err.contains("acme"),
+        "{err}"
+    );
+    let out = huixi_async(kb_args(&["kb", "ingest", src], "acme", &data, None)).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--embeddings-model mock-embed-96"), "{err}");
+}
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn findings_cite_only_chunks_their_agent_was_shown() {
+    let mock = Mock::start(Behaviour::Valid).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let docs_dir = dir.path().join("docs");
+    hybrid_docs(&docs_dir);
+    let emb = Some((&mock, "mock-embed"));
+    kb_async(kb_args(
+        &["kb", "ingest", docs_dir.to_str().unwrap()],
+        "default",
+        &data,
+        emb,
+    ))
+    .await;
+    // The staff member gets the refund policy wrong (thirty days, not seven).
+    let archive = dir.path().join("chat.jsonl");
+    let msg = |id: &str, from: &str, to: &str, at: i64, text: &str| {
+        serde_json::json!({"msgid": id, "action": "send", "from": from, "tolist": [to], "roomid": "",
+            "msgtime": at, "msgtype": "text", "text": {"content": text}})
+        .to_string()
+    };
+    std::fs::write(
+        &archive,
+        [
+            msg(
+                "r1",
+                "wmCustR",
+                "wangfang",
+                1795136400000,
+                "我的电话13812345678，买了不满意能退钱吗？和销售易比怎么样",
+            ),
+            msg(
+                "r2",
+                "wangfang",
+                "wmCustR",
+                1795136460000,
+                "可以的，三十天内都能退，我们比销售易实施快",
+            ),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let embeddings_before = mock.embedding_inputs().len();
+    let db = sqlite_url(dir.path());
+    let report = stdout_json(
+        &huixi_async(
+            [
+                "analyze",
+                archive.to_str().unwrap(),
+                "--db",
+                &db,
+                "--json",
+                "--llm-base-url",
+                &mock.base_url(),
+                "--llm-model",
+                "mock-model",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--embeddings-model",
+                "mock-embed",
+            ]
+            .map(String::from)
+            .to_vec(),
+        )
+        .await,
+    );
+    // The session's query went to the embeddings endpoint (the chat endpoint's base URL, as no
+    // --embeddings-base-url was given) masked, as chat text is in prompts.
+    let queries = &mock.embedding_inputs()[embeddings_before..];
+    assert_eq!(queries.len(), 1, "{queries:?}");
+    assert!(queries[0][0].contains("退钱"), "{queries:?}");
+    assert!(!queries[0][0].contains("13812345678"), "{queries:?}");
+
+    let result = &report["results"][0];
+    // What the staff-score agent was shown, from its prompt.
+    let staff_prompt = mock
+        .bodies()
+        .iter()
+        .find(|b| schema_name(b) == "staff_score")
+        .map(system_text)
+        .unwrap();
+    let shown = passage_ids(&staff_prompt);
+    assert!(!shown.is_empty(), "{staff_prompt}");
+    assert!(!shown.contains(&INVENTED_CHUNK.to_string()));
+    // Hybrid retrieval put the refund policy in front of the agents.
+    assert!(staff_prompt.contains(REFUND), "{staff_prompt}");
+    // The model cited the first passage and a made-up id; only the first is kept.
+    let want = serde_json::json!([shown[0]]);
+    assert_eq!(result["staff_score"]["chunks"], want, "{result:#}");
+    assert_eq!(result["opportunity"]["chunks"], want, "{result:#}");
+    let competitors = result["competitors"].as_array().unwrap();
+    assert!(!competitors.is_empty());
+    for c in competitors {
+        assert_eq!(c["chunks"], want, "{result:#}");
+    }
+    // Agents without retrieval cite nothing, and the result lists what was shown.
+    assert!(result["summary"].get("chunks").is_none());
+    assert!(result["knowledge"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::String(shown[0].clone())));
+    // And so it is stored: the sessions' results and the findings rows.
+    let rows = dump(&db).await;
+    assert!(
+        rows.iter().all(|r| !r.contains(INVENTED_CHUNK)),
+        "{rows:#?}"
+    );
+    let staff_rows: Vec<&String> = rows
+        .iter()
+        .filter(|r| r.contains(" | staff_score | "))
+        .collect();
+    assert_eq!(staff_rows.len(), 1, "{rows:#?}");
+    assert!(
+        staff_rows[0].contains(&format!("\"chunks\":[\"{}\"]", shown[0])),
+        "{staff_rows:?}"
+    );
+}
+
+/// Hybrid search and re-embedding on a real Qdrant server, when one is reachable (see
+/// [`qdrant_server`]).
+#[tokio::test(flavor = "multi_thread")]
+async fn qdrant_server_hybrid_when_a_server_is_reachable() {
+    let Some(url) = qdrant_server("qdrant_server_hybrid_when_a_server_is_reachable") else {
+        return;
+    };
+    let mock = Mock::start(Behaviour::Valid).await;
+    let dir = tempfile::tempdir().unwrap();
+    let docs_dir = dir.path().join("docs");
+    hybrid_docs(&docs_dir);
+    let data = dir.path().join("data");
+    let a = format!("it-ha-{}", std::process::id());
+    let b = format!("it-hb-{}", std::process::id());
+    let run = |args: &[&str], tenant: &str, model: &str| {
+        let mut all = kb_args(args, tenant, &data, Some((&mock, model)));
+        all.extend(["--qdrant-url".to_string(), url.clone()]);
+        kb_async(all)
+    };
+    let src = docs_dir.to_str().unwrap();
+    let first = run(&["kb", "ingest", src], &a, "mock-embed").await;
+    assert!(
+        statuses(&first).iter().all(|(_, s)| s == "added"),
+        "{first:#}"
+    );
+    let hits = run(&["kb", "search", "退钱", "--top", "3"], &a, "mock-embed").await;
+    assert_eq!(rank_of(&hits, REFUND), Some(1), "{:?}", ranked(&hits));
+    let none = run(&["kb", "search", "退钱"], &b, "mock-embed").await;
+    assert_eq!(none.as_array().unwrap().len(), 0);
+    let again = run(&["kb", "ingest", src], &a, "mock-embed").await;
+    assert!(
+        statuses(&again).iter().all(|(_, s)| s == "unchanged"),
+        "{again:#}"
+    );
+    let v2 = run(&["kb", "ingest", src], &a, "mock-embed-v2").await;
+    assert!(
+        statuses(&v2).iter().all(|(_, s)| s == "re-embedded"),
+        "{v2:#}"
+    );
+    let hits = run(&["kb", "search", "退钱", "--top", "3"], &a, "mock-embed-v2").await;
+    assert_eq!(rank_of(&hits, REFUND), Some(1), "{:?}", ranked(&hits));
 }

@@ -1,6 +1,9 @@
 //! A small OpenAI-compatible chat-completions server on a random local port, for driving huixi's model
 //! path without a model. It answers every agent's schema with a valid answer built from the msgids in
 //! the request, records every request body, and can be told to misbehave in the ways real endpoints do.
+//!
+//! It also serves `/v1/embeddings`: a deterministic stand-in for a model, a hashed bag of characters
+//! (see [`embedding`]), so texts that share characters are near even when they share no word.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -43,6 +46,8 @@ pub struct Mock {
 struct Shared {
     behaviour: Behaviour,
     requests: Mutex<Vec<Recorded>>,
+    /// Bodies of embeddings requests, apart from the chat requests.
+    embeddings: Mutex<Vec<Value>>,
 }
 
 impl Mock {
@@ -50,9 +55,11 @@ impl Mock {
         let state = Arc::new(Shared {
             behaviour,
             requests: Mutex::default(),
+            embeddings: Mutex::default(),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
+            .route("/v1/embeddings", post(embeddings))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -75,6 +82,25 @@ impl Mock {
             .unwrap()
             .iter()
             .map(|r| r.body.clone())
+            .collect()
+    }
+
+    /// The inputs of every embeddings request, a list per request.
+    pub fn embedding_inputs(&self) -> Vec<Vec<String>> {
+        self.state
+            .embeddings
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| match &b["input"] {
+                Value::String(s) => vec![s.clone()],
+                v => v
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|s| s.as_str().unwrap_or("").to_string())
+                    .collect(),
+            })
             .collect()
     }
 
@@ -154,7 +180,9 @@ async fn chat(
     let obey = state.behaviour == Behaviour::ObeysInjection && user.contains("打满分");
     // A prompt carrying this marker gets the opposite emotion: how the eval tests make a worse variant.
     let worse = system_text(&body).contains("EVAL_WORSE");
-    let answer = |agent: &str| -> Value { valid_answer(agent, &ids, obey, worse) };
+    let shown = passage_ids(&system_text(&body));
+    let answer =
+        |agent: &str| -> Value { cite(agent, valid_answer(agent, &ids, obey, worse), &shown) };
     let content = match (&state.behaviour, name.as_str()) {
         (Behaviour::InvalidUntilRepaired(agent), n) if n == *agent && !repair => {
             "{\"label\": oops".to_string()
@@ -192,6 +220,105 @@ async fn chat(
         reply["usage"] = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens});
     }
     Json(reply).into_response()
+}
+
+/// The vector size a model name asks for: `…-96` gives 96, anything else 64.
+pub fn embedding_dim(model: &str) -> usize {
+    model
+        .rsplit('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(64)
+}
+
+/// A hashed bag of characters: each letter, digit or CJK character adds 1 to the component its hash
+/// (FNV-1a of model and character) picks; the vector is normalized. Deterministic, and another model
+/// name gives other vectors, as a real change of model would.
+pub fn embedding(model: &str, text: &str) -> Vec<f32> {
+    let dim = embedding_dim(model);
+    let mut v = vec![0f32; dim];
+    for c in text.chars().filter(|c| c.is_alphanumeric()) {
+        let mut h: u64 = 0xcbf29ce484222325;
+        for b in model
+            .bytes()
+            .chain([0])
+            .chain(c.to_lowercase().to_string().bytes())
+        {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        v[(h % dim as u64) as usize] += 1.0;
+    }
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    v
+}
+
+async fn embeddings(State(state): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
+    state.embeddings.lock().unwrap().push(body.clone());
+    let model = body["model"].as_str().unwrap_or("");
+    let inputs: Vec<String> = match &body["input"] {
+        Value::String(s) => vec![s.clone()],
+        v => v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| s.as_str().unwrap_or("").to_string())
+            .collect(),
+    };
+    if inputs.is_empty() || inputs.iter().any(|i| i.is_empty()) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": {"message": "input must be non-empty", "type": "invalid_request_error", "param": "input", "code": null}})),
+        )
+            .into_response();
+    }
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": embedding(model, t)}))
+        .collect();
+    let tokens: usize = inputs.iter().map(|t| t.chars().count()).sum();
+    Json(json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }))
+    .into_response()
+}
+
+/// A chunk id no prompt ever showed: what a model that makes citations up would write.
+pub const INVENTED_CHUNK: &str = "kb_00000000deadbeef";
+
+/// The knowledge-base passage ids in a system prompt (`[kb_…]` at the start of a line).
+pub fn passage_ids(system: &str) -> Vec<String> {
+    system
+        .lines()
+        .filter_map(|l| l.strip_prefix('[')?.split_once(']'))
+        .map(|(id, _)| id.to_string())
+        .filter(|id| id.starts_with("kb_"))
+        .collect()
+}
+
+/// The agents that may cite chunks cite the first passage they were shown and one made up.
+fn cite(agent: &str, mut answer: Value, shown: &[String]) -> Value {
+    let Some(first) = shown.first() else {
+        return answer;
+    };
+    let chunks = json!([first, INVENTED_CHUNK]);
+    match agent {
+        "staff_score" | "opportunity" => answer["chunks"] = chunks,
+        "competitors" => {
+            for c in answer["competitors"].as_array_mut().into_iter().flatten() {
+                c["chunks"] = chunks.clone();
+            }
+        }
+        _ => {}
+    }
+    answer
 }
 
 fn valid_answer(agent: &str, ids: &[(String, String)], obey: bool, worse: bool) -> Value {

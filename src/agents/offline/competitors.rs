@@ -66,6 +66,7 @@ impl CompetitorList {
                             by_customer: 0,
                             by_staff: 0,
                             evidence: Vec::new(),
+                            chunks: Vec::new(),
                         });
                 entry.mentions += 1;
                 match m.role() {

@@ -143,6 +143,7 @@ impl OpportunityCues {
             score: ((1.0 - (-buying / 3.0).exp()) * 100.0).round() / 100.0,
             signals: signals.into_iter().map(|(s, _, _)| s).collect(),
             evidence,
+            chunks: Vec::new(),
         }
     }
 }

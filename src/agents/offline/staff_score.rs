@@ -148,6 +148,7 @@ pub fn score(
         unanswered,
         notes,
         evidence,
+        chunks: Vec::new(),
     })
 }
 
