@@ -55,6 +55,8 @@ def answer(agent, ids):
         "opportunity": {"detected": True, "stage": "quoted", "score": 0.7,
                         "signals": [{"kind": "price_ask", "text": "怎么收费", "msgid": first}], "evidence": [first]},
         "summary": {"text": "客户咨询价格。", "evidence": [first]},
+        "opportunity_profile": {"stage": "quoted", "stage_evidence": [first], "needs": [], "objections": [],
+                                "next_best_action": {"action": "跟进报价", "reason": "已报价", "evidence": [first]}},
     }.get(agent, {})
 
 
@@ -69,7 +71,8 @@ def slow_server(latency):
             for line in user.splitlines():
                 try:
                     v = json.loads(line)
-                    ids.append((v.get("id", ""), v.get("role", "")))
+                    if v.get("id"):  # the profile agent's first line is the profile, not a message
+                        ids.append((v["id"], v.get("role", "")))
                 except (ValueError, AttributeError):
                     pass
             content = json.dumps(answer(name, ids), ensure_ascii=False)
