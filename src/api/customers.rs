@@ -52,14 +52,12 @@ pub async fn duplicates(
 ) -> Result<Json<Value>, ApiError> {
     let store = &state.ctx.store;
     let mut items = shared_identifiers(&store.shared_identifiers(&tenant, None).await?);
-    for customer in store.customers(&tenant).await? {
-        if let Some((p, _)) = store.profile(&tenant, &customer).await? {
-            items.extend(
-                p.duplicates
-                    .into_iter()
-                    .filter(|d| d.kind == "same_customer"),
-            );
-        }
+    for p in store.profiles_served_by_several(&tenant).await? {
+        items.extend(
+            p.duplicates
+                .into_iter()
+                .filter(|d| d.kind == "same_customer"),
+        );
     }
     Ok(Json(json!({"items": items})))
 }

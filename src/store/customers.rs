@@ -135,30 +135,28 @@ impl Store {
             .collect()
     }
 
-    /// Every row of the phones and names that `customer` wrote and some other customer wrote too.
+    /// Every row of the phones and names written by more than one customer: of those `customer`
+    /// wrote, or all of the tenant's. For one customer the query reads only the rows of their own
+    /// values (by index), which keeps a batch linear in its customers.
     pub async fn shared_identifiers(
         &self,
         tenant: &str,
         customer: Option<&str>,
     ) -> Result<Vec<IdentifierRow>, StoreError> {
-        let mine = match customer {
-            Some(_) => {
-                " AND value_hash IN (SELECT value_hash FROM huixi_customer_identifiers \
-                        WHERE tenant = ? AND customer = ?)"
-            }
-            None => "",
+        let values = match customer {
+            Some(_) => "SELECT value_hash FROM huixi_customer_identifiers WHERE tenant = ? AND customer = ?",
+            None => "SELECT value_hash FROM huixi_customer_identifiers WHERE tenant = ? \
+                     GROUP BY value_hash HAVING COUNT(DISTINCT customer) > 1",
         };
         let sql = format!(
             "SELECT customer, kind, value_hash, masked, session_id, msgid, staff FROM huixi_customer_identifiers \
-             WHERE tenant = ?{mine} AND value_hash IN (SELECT value_hash FROM huixi_customer_identifiers \
-             WHERE tenant = ? GROUP BY value_hash HAVING COUNT(DISTINCT customer) > 1) \
-             ORDER BY value_hash, customer, session_id, msgid"
+             WHERE tenant = ? AND value_hash IN ({values}) ORDER BY value_hash, customer, session_id, msgid"
         );
-        let mut q = sqlx::query(&sql).bind(tenant);
+        let mut q = sqlx::query(&sql).bind(tenant).bind(tenant);
         if let Some(c) = customer {
-            q = q.bind(tenant).bind(c);
+            q = q.bind(c);
         }
-        q.bind(tenant)
+        let rows = q
             .fetch_all(&self.pool)
             .await?
             .iter()
@@ -174,7 +172,29 @@ impl Store {
                         .map_err(|e| StoreError::Corrupt(format!("identifier staff: {e}")))?,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(rows)
+    }
+
+    /// Profiles whose 撞单 include a customer served by several staff members. The profile JSON is
+    /// huixi's own serialization, so a text match finds them without parsing every profile.
+    pub async fn profiles_served_by_several(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<CustomerProfile>, StoreError> {
+        sqlx::query(
+            "SELECT profile FROM huixi_customers WHERE tenant = ? AND profile LIKE ? ORDER BY customer",
+        )
+        .bind(tenant)
+        .bind("%\"kind\":\"same_customer\"%")
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            serde_json::from_str(&text(r, 0)?)
+                .map_err(|e| StoreError::Corrupt(format!("profile: {e}")))
+        })
+        .collect()
     }
 
     /// A stored profile and the hash of what it was folded from.
