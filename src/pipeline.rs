@@ -5,7 +5,7 @@
 //! A session is analysed again only when its messages, the lexicon, the rules or the analysers changed
 //! (its input hash), which is what makes a re-run on the same input leave the store untouched.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -117,6 +117,7 @@ pub async fn analyze(
         duplicates: Vec::new(),
         stats: RunRecord::default(),
     };
+    let mut customers: BTreeMap<String, CustomerProfile> = BTreeMap::new();
     for key in &conversations {
         let done = analyze_conversation(store, lexicons, analysers, opts, Some(run), key).await?;
         stats.sessions += done.sessions as u64;
@@ -128,13 +129,12 @@ pub async fn analyze(
         report.metrics.days.extend(done.days);
         for p in done.customers {
             // A customer in several conversations keeps the profile folded last, which saw them all.
-            report.customers.retain(|c| c.customer != p.customer);
-            report.customers.push(p);
+            customers.insert(p.customer.clone(), p);
         }
         progress.advance();
     }
     report.sessions = report.results.len();
-    report.customers.sort_by(|a, b| a.customer.cmp(&b.customer));
+    report.customers = customers.into_values().collect();
     for d in report.customers.iter().flat_map(|c| &c.duplicates) {
         if !report.duplicates.contains(d) {
             report.duplicates.push(d.clone());
