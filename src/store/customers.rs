@@ -117,10 +117,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(|r| {
-            serde_json::from_str(&text(r, 0)?)
-                .map_err(|e| StoreError::Corrupt(format!("contribution of {customer}: {e}")))
-        })
+        .map(|r| contribution(r, customer))
         .collect()
     }
 
@@ -242,10 +239,7 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?
         .iter()
-        .map(|r| {
-            serde_json::from_str(&text(r, 0)?)
-                .map_err(|e| StoreError::Corrupt(format!("contribution of {customer}: {e}")))
-        })
+        .map(|r| contribution(r, customer))
         .collect::<Result<_, _>>()?;
         if contributions_hash(&now) != folded {
             // Another worker stored newer contributions; its fold, which sees them, writes instead.
@@ -355,4 +349,9 @@ pub fn contributions_hash(contributions: &[Contribution]) -> String {
         h.update([0]);
     }
     hex(&h.finalize())
+}
+
+fn contribution(r: &sqlx::any::AnyRow, customer: &str) -> Result<Contribution, StoreError> {
+    serde_json::from_str(&text(r, 0)?)
+        .map_err(|e| StoreError::Corrupt(format!("contribution of {customer}: {e}")))
 }
