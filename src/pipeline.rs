@@ -118,8 +118,18 @@ pub async fn analyze(
         stats: RunRecord::default(),
     };
     let mut customers: BTreeMap<String, CustomerProfile> = BTreeMap::new();
+    let mut touched: BTreeSet<String> = BTreeSet::new();
     for key in &conversations {
-        let done = analyze_conversation(store, lexicons, analysers, opts, Some(run), key).await?;
+        let done = analyze_conversation(
+            store,
+            lexicons,
+            analysers,
+            opts,
+            Some(run),
+            key,
+            Fold::AfterBatch(&mut touched),
+        )
+        .await?;
         stats.sessions += done.sessions as u64;
         stats.sessions_analysed += done.written as u64;
         stats.alerts += done.alerts.len() as u64;
@@ -134,6 +144,10 @@ pub async fn analyze(
         progress.advance();
     }
     report.sessions = report.results.len();
+    // A batch folds each customer once, after all their conversations in it were analysed.
+    for p in refresh_customers(store, analysers, opts, touched).await? {
+        customers.insert(p.customer.clone(), p);
+    }
     report.customers = customers.into_values().collect();
     for d in report.customers.iter().flat_map(|c| &c.duplicates) {
         if !report.duplicates.contains(d) {
@@ -163,6 +177,14 @@ pub struct ConversationDone {
     pub customers: Vec<CustomerProfile>,
 }
 
+/// When the profiles of a conversation's customers are folded again.
+pub enum Fold<'a> {
+    /// Right after the conversation: a worker's job, or a re-analysis.
+    Now,
+    /// After the batch, once per customer: the customers are added to the set.
+    AfterBatch(&'a mut BTreeSet<String>),
+}
+
 #[tracing::instrument(skip_all, fields(tenant = %opts.tenant, conversation = %key))]
 /// Rebuilds a conversation's sessions from everything stored for it and analyses each session whose
 /// inputs changed since it was last analysed. Running it twice, or concurrently, writes each session
@@ -174,6 +196,7 @@ pub async fn analyze_conversation(
     opts: &Options,
     run: Option<i64>,
     key: &str,
+    fold: Fold<'_>,
 ) -> anyhow::Result<ConversationDone> {
     // A lexicon file edited during a long run applies from the next conversation on; the engine's
     // fingerprint in the input hash keeps results from the old and new lexicon apart.
@@ -276,20 +299,24 @@ pub async fn analyze_conversation(
     {
         store.delete_session(&opts.tenant, &gone.id).await?;
     }
-    beyond_sessions(store, analysers, opts, key, &sessions, &mut done).await?;
+    let customers = beyond_sessions(store, opts, key, &sessions, &mut done).await?;
+    match fold {
+        Fold::Now => done.customers = refresh_customers(store, analysers, opts, customers).await?,
+        Fold::AfterBatch(touched) => touched.extend(customers),
+    }
     Ok(done)
 }
 
 /// What spans sessions, recomputed whenever a conversation is analysed: its metrics (a reply in the
-/// next session still answers the last one), then the profiles of its customers.
+/// next session still answers the last one) and its customers' contributions. Returns the customers
+/// whose profiles to fold again.
 async fn beyond_sessions(
     store: &Store,
-    analysers: &Analysers<'_>,
     opts: &Options,
     key: &str,
     sessions: &[Session],
     done: &mut ConversationDone,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<BTreeSet<String>> {
     let tenant = opts.tenant.as_str();
     let settings = store.tenant_settings(tenant).await?;
     let hours = settings
@@ -316,17 +343,31 @@ async fn beyond_sessions(
         .zip(&done.results)
         .flat_map(|(s, r)| contributions(s, r))
         .collect();
-    let mut customers = store
+    let mut customers: BTreeSet<String> = store
         .replace_contributions(tenant, key, &contributed)
         .await
-        .with_context(|| format!("saving the customer contributions of {key}"))?;
-    for c in &contributed {
-        if !customers.contains(&c.customer) {
-            customers.push(c.customer.clone());
-        }
-    }
+        .with_context(|| format!("saving the customer contributions of {key}"))?
+        .into_iter()
+        .collect();
+    // All of the conversation's customers, changed or not: a re-analysis asked for recomputes them.
+    customers.extend(contributed.into_iter().map(|c| c.customer));
+    Ok(customers)
+}
+
+/// Folds the profiles of these customers again, and of the customers found to share a phone or name
+/// with them (their 撞单 changed too).
+async fn refresh_customers(
+    store: &Store,
+    analysers: &Analysers<'_>,
+    opts: &Options,
+    customers: BTreeSet<String>,
+) -> anyhow::Result<Vec<CustomerProfile>> {
+    let tenant = opts.tenant.as_str();
+    let settings = store.tenant_settings(tenant).await?;
     let library = settings.tag_library.as_ref();
+    let mut customers: Vec<String> = customers.into_iter().rev().collect();
     let mut refreshed: BTreeSet<String> = BTreeSet::new();
+    let mut out = Vec::new();
     while let Some(customer) = customers.pop() {
         if !refreshed.insert(customer.clone()) {
             continue;
@@ -343,9 +384,9 @@ async fn beyond_sessions(
                     .cloned(),
             );
         }
-        done.customers.push(profile);
+        out.push(profile);
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Per staff member and day, over the days the run's sessions touched, for the staff in them.

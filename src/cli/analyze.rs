@@ -105,14 +105,15 @@ pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         let (requests, retries) = llm.traffic();
         tracing::info!(requests, retries, "model endpoint traffic");
     }
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    // Buffered: stdout is line-buffered, and a pretty report is a write(2) per line otherwise.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if args.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
     } else {
         print_summary(&mut out, &report)?;
     }
+    out.flush()?;
     Ok(())
 }
 

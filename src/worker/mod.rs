@@ -259,6 +259,7 @@ async fn process(
         &opts,
         None,
         &job.conversation,
+        pipeline::Fold::Now,
     )
     .await;
     let attempts = d.attempts;
