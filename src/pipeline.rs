@@ -327,16 +327,12 @@ async fn beyond_sessions(
     // Stored sessions come back with the timeouts raised last time; they are raised afresh here.
     done.alerts.retain(|a| a.kind != TIMEOUT_KIND);
     let measured = trajectory::measure(sessions, &done.results, &done.alerts, &hours, horizon);
-    store
-        .replace_conversation_metrics(tenant, key, &measured)
-        .await
-        .with_context(|| format!("saving the metrics of {key}"))?;
     done.metrics = sessions
         .iter()
         .map(|s| session_metrics(&s.id, &measured.turns, &measured.traffic, horizon))
         .collect();
     done.days = measured.traffic.iter().map(|t| t.day.clone()).collect();
-    done.alerts.extend(measured.timeouts);
+    done.alerts.extend(measured.timeouts.iter().cloned());
 
     let contributed: Vec<_> = sessions
         .iter()
@@ -344,9 +340,9 @@ async fn beyond_sessions(
         .flat_map(|(s, r)| contributions(s, r))
         .collect();
     let mut customers: BTreeSet<String> = store
-        .replace_contributions(tenant, key, &contributed)
+        .replace_conversation_extras(tenant, key, &measured, &contributed)
         .await
-        .with_context(|| format!("saving the customer contributions of {key}"))?
+        .with_context(|| format!("saving the metrics and customer contributions of {key}"))?
         .into_iter()
         .collect();
     // All of the conversation's customers, changed or not: a re-analysis asked for recomputes them.

@@ -14,94 +14,6 @@ use crate::customers::duplicates::IdentifierRow;
 use crate::customers::{Contribution, CustomerProfile, TagSuggestion};
 
 impl Store {
-    /// Replaces the contributions (and the identifiers they carry) of one conversation's sessions.
-    /// Returns the customers whose contributions changed.
-    pub async fn replace_contributions(
-        &self,
-        tenant: &str,
-        conversation: &str,
-        contributions: &[Contribution],
-    ) -> Result<Vec<String>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let stored: BTreeMap<(String, String), String> = sqlx::query(
-            "SELECT customer, session_id, contribution FROM huixi_customer_sessions \
-             WHERE tenant = ? AND conversation = ?",
-        )
-        .bind(tenant)
-        .bind(conversation)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| Ok(((text(r, 0)?, text(r, 1)?), text(r, 2)?)))
-        .collect::<Result<_, StoreError>>()?;
-        let new: BTreeMap<(String, String), String> = contributions
-            .iter()
-            .map(|c| {
-                (
-                    (c.customer.clone(), c.session.clone()),
-                    serde_json::to_string(c).expect("contributions serialize"),
-                )
-            })
-            .collect();
-        let mut changed: Vec<String> = Vec::new();
-        for (key, json) in &stored {
-            if new.get(key) != Some(json) && !changed.contains(&key.0) {
-                changed.push(key.0.clone());
-            }
-        }
-        for (key, json) in &new {
-            if stored.get(key) != Some(json) && !changed.contains(&key.0) {
-                changed.push(key.0.clone());
-            }
-        }
-        if changed.is_empty() {
-            tx.rollback().await?;
-            return Ok(changed);
-        }
-        delete_conversation_rows(
-            &mut tx,
-            &["huixi_customer_sessions", "huixi_customer_identifiers"],
-            tenant,
-            conversation,
-        )
-        .await?;
-        for c in contributions {
-            sqlx::query(
-                "INSERT INTO huixi_customer_sessions (tenant, customer, session_id, conversation, start_ms, \
-                 contribution) VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(tenant)
-            .bind(&c.customer)
-            .bind(&c.session)
-            .bind(conversation)
-            .bind(c.start)
-            .bind(&new[&(c.customer.clone(), c.session.clone())])
-            .execute(&mut *tx)
-            .await?;
-            for i in &c.identifiers {
-                sqlx::query(&format!(
-                    "{} INTO huixi_customer_identifiers (tenant, customer, session_id, conversation, msgid, kind, \
-                     value_hash, masked, staff) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    self.dialect.insert_ignore()
-                ))
-                .bind(tenant)
-                .bind(&c.customer)
-                .bind(&c.session)
-                .bind(conversation)
-                .bind(&i.msgid)
-                .bind(&i.kind)
-                .bind(&i.hash)
-                .bind(&i.masked)
-                .bind(serde_json::to_string(&c.staff).expect("strings serialize"))
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        tx.commit().await?;
-        changed.sort();
-        Ok(changed)
-    }
-
     /// Every contribution of a customer, oldest session first.
     pub async fn contributions_of(
         &self,
@@ -335,6 +247,92 @@ impl Store {
         })
         .collect()
     }
+}
+
+/// Replaces the contributions (and the identifiers they carry) of one conversation's sessions in
+/// `tx`. Returns the customers whose contributions changed; nothing is written when none did.
+pub(super) async fn replace_contributions(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    dialect: Dialect,
+    tenant: &str,
+    conversation: &str,
+    contributions: &[Contribution],
+) -> Result<Vec<String>, StoreError> {
+    let stored: BTreeMap<(String, String), String> = sqlx::query(
+        "SELECT customer, session_id, contribution FROM huixi_customer_sessions \
+         WHERE tenant = ? AND conversation = ?",
+    )
+    .bind(tenant)
+    .bind(conversation)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|r| Ok(((text(r, 0)?, text(r, 1)?), text(r, 2)?)))
+    .collect::<Result<_, StoreError>>()?;
+    let new: BTreeMap<(String, String), String> = contributions
+        .iter()
+        .map(|c| {
+            (
+                (c.customer.clone(), c.session.clone()),
+                serde_json::to_string(c).expect("contributions serialize"),
+            )
+        })
+        .collect();
+    let mut changed: Vec<String> = Vec::new();
+    for (key, json) in &stored {
+        if new.get(key) != Some(json) && !changed.contains(&key.0) {
+            changed.push(key.0.clone());
+        }
+    }
+    for (key, json) in &new {
+        if stored.get(key) != Some(json) && !changed.contains(&key.0) {
+            changed.push(key.0.clone());
+        }
+    }
+    if changed.is_empty() {
+        return Ok(changed);
+    }
+    delete_conversation_rows(
+        tx,
+        &["huixi_customer_sessions", "huixi_customer_identifiers"],
+        tenant,
+        conversation,
+    )
+    .await?;
+    for c in contributions {
+        sqlx::query(
+            "INSERT INTO huixi_customer_sessions (tenant, customer, session_id, conversation, start_ms, \
+             contribution) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(tenant)
+        .bind(&c.customer)
+        .bind(&c.session)
+        .bind(conversation)
+        .bind(c.start)
+        .bind(&new[&(c.customer.clone(), c.session.clone())])
+        .execute(&mut **tx)
+        .await?;
+        for i in &c.identifiers {
+            sqlx::query(&format!(
+                "{} INTO huixi_customer_identifiers (tenant, customer, session_id, conversation, msgid, kind, \
+                 value_hash, masked, staff) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                dialect.insert_ignore()
+            ))
+            .bind(tenant)
+            .bind(&c.customer)
+            .bind(&c.session)
+            .bind(conversation)
+            .bind(&i.msgid)
+            .bind(&i.kind)
+            .bind(&i.hash)
+            .bind(&i.masked)
+            .bind(serde_json::to_string(&c.staff).expect("strings serialize"))
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    changed.sort();
+    Ok(changed)
 }
 
 /// What a profile is folded from, as a hash: the contributions in their stored order.

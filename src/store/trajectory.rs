@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 
 use sqlx::Row;
 
+use super::customers::replace_contributions;
 use super::sessions::{alert, ALERT_COLUMNS};
 use super::webhooks::enqueue_alerts;
 use super::{delete_conversation_rows, optional_text, text, Store, StoreError};
+use crate::customers::Contribution;
 use crate::sensitive::Alert;
 use crate::trajectory::{ConversationMetrics, Traffic, Turn, TIMEOUT_KIND};
 
@@ -27,132 +29,27 @@ pub struct MetricsFilter {
 }
 
 impl Store {
-    /// Replaces a conversation's metrics and timeout alerts. Returns false, writing nothing, when they
-    /// are what the store already holds.
-    pub async fn replace_conversation_metrics(
+    /// A conversation's metrics, timeout alerts and customer contributions, replaced in one
+    /// transaction (one commit) and only where they changed. Returns the customers whose
+    /// contributions changed.
+    pub async fn replace_conversation_extras(
         &self,
         tenant: &str,
         conversation: &str,
-        m: &ConversationMetrics,
-    ) -> Result<bool, StoreError> {
+        metrics: &ConversationMetrics,
+        contributions: &[Contribution],
+    ) -> Result<Vec<String>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let turns = sqlx::query(&format!(
-            "SELECT {TURN_COLUMNS} FROM huixi_turns WHERE tenant = ? AND conversation = ? \
-             ORDER BY asked_at, msgid, staff"
-        ))
-        .bind(tenant)
-        .bind(conversation)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(turn)
-        .collect::<Result<Vec<_>, _>>()?;
-        let traffic = sqlx::query(&format!(
-            "SELECT {TRAFFIC_COLUMNS} FROM huixi_traffic WHERE tenant = ? AND conversation = ? \
-             ORDER BY session_id, staff, day"
-        ))
-        .bind(tenant)
-        .bind(conversation)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(traffic)
-        .collect::<Result<Vec<_>, _>>()?;
-        let in_conversation =
-            "session_id IN (SELECT id FROM huixi_sessions WHERE tenant = ? AND conversation = ?)";
-        let timeouts = sqlx::query(&format!(
-            "SELECT {ALERT_COLUMNS} FROM huixi_alerts WHERE tenant = ? AND kind = ? AND {in_conversation} \
-             ORDER BY session_id, msgid"
-        ))
-        .bind(tenant)
-        .bind(TIMEOUT_KIND)
-        .bind(tenant)
-        .bind(conversation)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(alert)
-        .collect::<Result<Vec<_>, _>>()?;
-
-        let mut new_turns = m.turns.clone();
-        new_turns.sort_by(|a, b| {
-            (a.asked_at, &a.msgid, &a.staff).cmp(&(b.asked_at, &b.msgid, &b.staff))
-        });
-        let mut new_traffic = m.traffic.clone();
-        new_traffic
-            .sort_by(|a, b| (&a.session, &a.staff, &a.day).cmp(&(&b.session, &b.staff, &b.day)));
-        let mut new_timeouts = m.timeouts.clone();
-        new_timeouts.sort_by(|a, b| (&a.session, &a.msgid).cmp(&(&b.session, &b.msgid)));
-        if turns == new_turns && traffic == new_traffic && timeouts == new_timeouts {
+        let wrote = replace_metrics(&mut tx, tenant, conversation, metrics).await?;
+        let changed =
+            replace_contributions(&mut tx, self.dialect, tenant, conversation, contributions)
+                .await?;
+        if wrote || !changed.is_empty() {
+            tx.commit().await?;
+        } else {
             tx.rollback().await?;
-            return Ok(false);
         }
-
-        delete_conversation_rows(
-            &mut tx,
-            &["huixi_turns", "huixi_traffic"],
-            tenant,
-            conversation,
-        )
-        .await?;
-        sqlx::query(&format!(
-            "DELETE FROM huixi_alerts WHERE tenant = ? AND kind = ? AND {in_conversation}"
-        ))
-        .bind(tenant)
-        .bind(TIMEOUT_KIND)
-        .bind(tenant)
-        .bind(conversation)
-        .execute(&mut *tx)
-        .await?;
-        for t in &new_turns {
-            sqlx::query(&format!(
-                "INSERT INTO huixi_turns (tenant, conversation, {TURN_COLUMNS}) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            ))
-            .bind(tenant)
-            .bind(conversation)
-            .bind(&t.session)
-            .bind(&t.msgid)
-            .bind(&t.customer)
-            .bind(&t.staff)
-            .bind(&t.day)
-            .bind(t.asked_at)
-            .bind(t.due_at)
-            .bind(t.answered_msgid.clone())
-            .bind(t.answered_at)
-            .bind(t.wait_ms)
-            .bind(i64::from(t.first_in_session))
-            .execute(&mut *tx)
-            .await?;
-        }
-        for r in &new_traffic {
-            sqlx::query(&format!(
-                "INSERT INTO huixi_traffic (tenant, conversation, {TRAFFIC_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            ))
-            .bind(tenant)
-            .bind(conversation)
-            .bind(&r.session)
-            .bind(&r.staff)
-            .bind(&r.day)
-            .bind(i64::from(r.sent))
-            .bind(i64::from(r.received))
-            .bind(i64::from(r.negative))
-            .bind(serde_json::to_string(&r.alerts).expect("maps serialize"))
-            .execute(&mut *tx)
-            .await?;
-        }
-        for a in &new_timeouts {
-            super::sessions::insert_alert(&mut tx, tenant, a).await?;
-        }
-        // Only timeouts the CRM has not heard of yet are pushed.
-        let fresh: Vec<Alert> = new_timeouts
-            .iter()
-            .filter(|a| !timeouts.iter().any(|o| o.msgid == a.msgid))
-            .cloned()
-            .collect();
-        enqueue_alerts(&mut tx, tenant, "alert.timeout", &fresh).await?;
-        tx.commit().await?;
-        Ok(true)
+        Ok(changed)
     }
 
     /// Turns and traffic rows matching a filter, for the per-staff-day and per-session figures.
@@ -207,6 +104,123 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         Ok((turns, traffic))
     }
+}
+
+/// Replaces a conversation's metrics and timeout alerts in `tx`. Returns false, writing nothing, when
+/// they are what the store already holds.
+async fn replace_metrics(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &str,
+    conversation: &str,
+    m: &ConversationMetrics,
+) -> Result<bool, StoreError> {
+    let turns = sqlx::query(&format!(
+        "SELECT {TURN_COLUMNS} FROM huixi_turns WHERE tenant = ? AND conversation = ? \
+         ORDER BY asked_at, msgid, staff"
+    ))
+    .bind(tenant)
+    .bind(conversation)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(turn)
+    .collect::<Result<Vec<_>, _>>()?;
+    let traffic = sqlx::query(&format!(
+        "SELECT {TRAFFIC_COLUMNS} FROM huixi_traffic WHERE tenant = ? AND conversation = ? \
+         ORDER BY session_id, staff, day"
+    ))
+    .bind(tenant)
+    .bind(conversation)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(traffic)
+    .collect::<Result<Vec<_>, _>>()?;
+    let in_conversation =
+        "session_id IN (SELECT id FROM huixi_sessions WHERE tenant = ? AND conversation = ?)";
+    let timeouts = sqlx::query(&format!(
+        "SELECT {ALERT_COLUMNS} FROM huixi_alerts WHERE tenant = ? AND kind = ? AND {in_conversation} \
+         ORDER BY session_id, msgid"
+    ))
+    .bind(tenant)
+    .bind(TIMEOUT_KIND)
+    .bind(tenant)
+    .bind(conversation)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(alert)
+    .collect::<Result<Vec<_>, _>>()?;
+
+    let mut new_turns = m.turns.clone();
+    new_turns
+        .sort_by(|a, b| (a.asked_at, &a.msgid, &a.staff).cmp(&(b.asked_at, &b.msgid, &b.staff)));
+    let mut new_traffic = m.traffic.clone();
+    new_traffic.sort_by(|a, b| (&a.session, &a.staff, &a.day).cmp(&(&b.session, &b.staff, &b.day)));
+    let mut new_timeouts = m.timeouts.clone();
+    new_timeouts.sort_by(|a, b| (&a.session, &a.msgid).cmp(&(&b.session, &b.msgid)));
+    if turns == new_turns && traffic == new_traffic && timeouts == new_timeouts {
+        return Ok(false);
+    }
+
+    delete_conversation_rows(tx, &["huixi_turns", "huixi_traffic"], tenant, conversation).await?;
+    sqlx::query(&format!(
+        "DELETE FROM huixi_alerts WHERE tenant = ? AND kind = ? AND {in_conversation}"
+    ))
+    .bind(tenant)
+    .bind(TIMEOUT_KIND)
+    .bind(tenant)
+    .bind(conversation)
+    .execute(&mut **tx)
+    .await?;
+    for t in &new_turns {
+        sqlx::query(&format!(
+            "INSERT INTO huixi_turns (tenant, conversation, {TURN_COLUMNS}) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(tenant)
+        .bind(conversation)
+        .bind(&t.session)
+        .bind(&t.msgid)
+        .bind(&t.customer)
+        .bind(&t.staff)
+        .bind(&t.day)
+        .bind(t.asked_at)
+        .bind(t.due_at)
+        .bind(t.answered_msgid.clone())
+        .bind(t.answered_at)
+        .bind(t.wait_ms)
+        .bind(i64::from(t.first_in_session))
+        .execute(&mut **tx)
+        .await?;
+    }
+    for r in &new_traffic {
+        sqlx::query(&format!(
+            "INSERT INTO huixi_traffic (tenant, conversation, {TRAFFIC_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(tenant)
+        .bind(conversation)
+        .bind(&r.session)
+        .bind(&r.staff)
+        .bind(&r.day)
+        .bind(i64::from(r.sent))
+        .bind(i64::from(r.received))
+        .bind(i64::from(r.negative))
+        .bind(serde_json::to_string(&r.alerts).expect("maps serialize"))
+        .execute(&mut **tx)
+        .await?;
+    }
+    for a in &new_timeouts {
+        super::sessions::insert_alert(tx, tenant, a).await?;
+    }
+    // Only timeouts the CRM has not heard of yet are pushed.
+    let fresh: Vec<Alert> = new_timeouts
+        .iter()
+        .filter(|a| !timeouts.iter().any(|o| o.msgid == a.msgid))
+        .cloned()
+        .collect();
+    enqueue_alerts(tx, tenant, "alert.timeout", &fresh).await?;
+    Ok(true)
 }
 
 fn turn(r: &sqlx::any::AnyRow) -> Result<Turn, StoreError> {
