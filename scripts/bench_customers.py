@@ -5,6 +5,13 @@
     git worktree add /tmp/huixi-base 4b97bbc && (cd /tmp/huixi-base && cargo build --release)
     python3 scripts/bench_customers.py --baseline /tmp/huixi-base/target/release/huixi
 
+and on equal footing, with the baseline given the store and output changes that came with the issue but
+are not part of it (SQLite WAL and page cache, buffered report):
+
+    patch -d /tmp/huixi-base -p1 < scripts/bench_customers_baseline.patch
+    (cd /tmp/huixi-base && cargo build --release)
+    python3 scripts/bench_customers.py --baseline /tmp/huixi-base/target/release/huixi
+
 The same archive (CUSTOMERS customers, each talking to two staff members over five days, every tenth
 writing a phone that another customer also writes) is analysed by `huixi analyze` on a fresh SQLite
 store, once by the baseline binary (before conversation metrics and customer profiles existed) and once
