@@ -149,6 +149,11 @@ pub async fn analyze(
         customers.insert(p.customer.clone(), p);
     }
     report.customers = customers.into_values().collect();
+    // Questions left unanswered in conversations this run did not touch fall due as the archive
+    // moves on; they are raised now, with this run.
+    report
+        .alerts
+        .extend(store.raise_quiet_timeouts(Some(&opts.tenant)).await?);
     for d in report.customers.iter().flat_map(|c| &c.duplicates) {
         if !report.duplicates.contains(d) {
             report.duplicates.push(d.clone());

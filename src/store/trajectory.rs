@@ -11,7 +11,7 @@ use super::webhooks::enqueue_alerts;
 use super::{delete_conversation_rows, optional_text, text, Store, StoreError};
 use crate::customers::Contribution;
 use crate::sensitive::Alert;
-use crate::trajectory::{ConversationMetrics, Traffic, Turn, TIMEOUT_KIND};
+use crate::trajectory::{timeout_alert, ConversationMetrics, Traffic, Turn, TIMEOUT_KIND};
 
 const TURN_COLUMNS: &str =
     "session_id, msgid, customer, staff, day, asked_at, due_at, answered_msgid, \
@@ -50,6 +50,66 @@ impl Store {
             tx.rollback().await?;
         }
         Ok(changed)
+    }
+
+    /// Raises 超时未回复 for unanswered turns that fell due by their tenant's horizon and have no alert
+    /// yet; every tenant's when `tenant` is `None`. A conversation that went quiet is not analysed
+    /// again, so without this sweep the question nobody answered, the case that matters most, would
+    /// never raise one. Returns the alerts raised.
+    pub async fn raise_quiet_timeouts(
+        &self,
+        tenant: Option<&str>,
+    ) -> Result<Vec<Alert>, StoreError> {
+        let tenants: Vec<String> = match tenant {
+            Some(t) => vec![t.to_string()],
+            None => sqlx::query(
+                "SELECT DISTINCT tenant FROM huixi_turns WHERE answered_at IS NULL ORDER BY tenant",
+            )
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| text(r, 0))
+            .collect::<Result<_, _>>()?,
+        };
+        let mut raised = Vec::new();
+        for tenant in tenants {
+            let horizon = self.archive_horizon(&tenant).await?;
+            let mut tx = self.pool.begin().await?;
+            let alerts: Vec<Alert> = sqlx::query(
+                "SELECT DISTINCT t.session_id, t.msgid, m.content FROM huixi_turns t \
+                 JOIN huixi_messages m ON m.tenant = t.tenant AND m.msgid = t.msgid \
+                 WHERE t.tenant = ? AND t.answered_at IS NULL AND t.due_at <= ? \
+                 AND NOT EXISTS (SELECT 1 FROM huixi_alerts a WHERE a.tenant = t.tenant \
+                 AND a.session_id = t.session_id AND a.msgid = t.msgid AND a.kind = ?) \
+                 ORDER BY t.session_id, t.msgid",
+            )
+            .bind(&tenant)
+            .bind(horizon)
+            .bind(TIMEOUT_KIND)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(timeout_alert(
+                    &text(r, 0)?,
+                    &text(r, 1)?,
+                    None,
+                    optional_text(r, 2)?.as_deref(),
+                ))
+            })
+            .collect::<Result<_, StoreError>>()?;
+            if alerts.is_empty() {
+                tx.rollback().await?;
+                continue;
+            }
+            for a in &alerts {
+                super::sessions::insert_alert(&mut tx, &tenant, a).await?;
+            }
+            enqueue_alerts(&mut tx, &tenant, "alert.timeout", &alerts).await?;
+            tx.commit().await?;
+            raised.extend(alerts);
+        }
+        Ok(raised)
     }
 
     /// Turns and traffic rows matching a filter, for the per-staff-day and per-session figures.

@@ -197,23 +197,12 @@ pub fn measure(
             continue;
         }
         let asked = by_msgid[t.msgid.as_str()];
-        let mut evidence = vec![t.msgid.clone()];
-        evidence.extend(t.answered_msgid.clone());
-        out.timeouts.push(Alert {
-            session: t.session.clone(),
-            msgid: t.msgid.clone(),
-            kind: TIMEOUT_KIND.into(),
-            category: TIMEOUT_CATEGORY.into(),
-            severity: Severity::Medium,
-            word: match t.answered_at {
-                Some(_) => "late_reply".into(),
-                None => "no_reply".into(),
-            },
-            text: asked.text.as_deref().map(mask_pii).unwrap_or_default(),
-            start: 0,
-            end: 0,
-            evidence,
-        });
+        out.timeouts.push(timeout_alert(
+            &t.session,
+            &t.msgid,
+            t.answered_msgid.as_deref(),
+            asked.text.as_deref(),
+        ));
     }
 
     for (session, result) in sessions.iter().zip(results) {
@@ -268,6 +257,34 @@ pub fn measure(
     }
     out.turns = turns;
     out
+}
+
+/// The 超时未回复 alert of an overdue turn: on the customer's message, with the late reply (if any) as
+/// evidence beside it, and the message text masked.
+pub fn timeout_alert(
+    session: &str,
+    msgid: &str,
+    answered_msgid: Option<&str>,
+    text: Option<&str>,
+) -> Alert {
+    let mut evidence = vec![msgid.to_string()];
+    evidence.extend(answered_msgid.map(str::to_string));
+    Alert {
+        session: session.to_string(),
+        msgid: msgid.to_string(),
+        kind: TIMEOUT_KIND.into(),
+        category: TIMEOUT_CATEGORY.into(),
+        severity: Severity::Medium,
+        word: if answered_msgid.is_some() {
+            "late_reply".into()
+        } else {
+            "no_reply".into()
+        },
+        text: text.map(mask_pii).unwrap_or_default(),
+        start: 0,
+        end: 0,
+        evidence,
+    }
 }
 
 fn turn(

@@ -106,6 +106,8 @@ impl Counters {
 /// How long one wait for a job lasts before the loop looks at its stop conditions again.
 const POLL: Duration = Duration::from_millis(300);
 const REPORT_EVERY: Duration = Duration::from_secs(10);
+/// How often questions nobody answered in conversations that went quiet are checked for 超时未回复.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 pub async fn run(
     ctx: Arc<Context>,
@@ -119,6 +121,7 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(pool.concurrency));
     let mut tasks = JoinSet::new();
     let mut reported = Instant::now();
+    let mut swept = Instant::now();
     let mut quiet = false;
     // The span the pool's figures cover: first job taken to last job settled.
     let first_taken: Arc<std::sync::OnceLock<Instant>> = Arc::default();
@@ -138,6 +141,10 @@ pub async fn run(
         if reported.elapsed() >= REPORT_EVERY {
             report(&queue, &counters).await;
             reported = Instant::now();
+        }
+        if swept.elapsed() >= SWEEP_EVERY {
+            sweep(&ctx).await;
+            swept = Instant::now();
         }
         // A slot first, then a job: a job is never taken without a slot to run it in.
         let Ok(permit) = tokio::time::timeout(POLL, slots.clone().acquire_owned()).await else {
@@ -194,6 +201,21 @@ pub async fn run(
         _ => Duration::ZERO,
     };
     Ok(counters.tally(span, pool.concurrency))
+}
+
+async fn sweep(ctx: &Context) {
+    match ctx.store.raise_quiet_timeouts(None).await {
+        Ok(raised) if !raised.is_empty() => {
+            tracing::info!(
+                alerts = raised.len(),
+                "超时未回复 raised in quiet conversations"
+            );
+            metrics::counter!("huixi_alerts_total", "severity" => "medium")
+                .increment(raised.len() as u64);
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("超时未回复 sweep: {e}"),
+    }
 }
 
 async fn report(queue: &Queue, counters: &Counters) {

@@ -413,3 +413,61 @@ async fn the_week_on_mariadb_gives_what_sqlite_gives_and_a_rerun_changes_nothing
         assert_eq!(on_mysql[field], on_sqlite[field], "{field}");
     }
 }
+
+fn line(id: &str, from: &str, to: &str, hhmm: &str, text: &str) -> String {
+    let (h, m) = hhmm.split_once(':').unwrap();
+    // Monday 2026-11-16, Beijing time.
+    let at = 1_794_758_400_000_i64
+        + (h.parse::<i64>().unwrap() * 60 + m.parse::<i64>().unwrap()) * 60_000;
+    serde_json::json!({"msgid": id, "action": "send", "from": from, "tolist": [to], "roomid": "",
+        "msgtime": at, "msgtype": "text", "text": {"content": text}})
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_question_left_in_a_quiet_conversation_is_raised_when_the_archive_moves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_url(dir.path());
+    let write = |name: &str, lines: &[String]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        path.display().to_string()
+    };
+    let first = write(
+        "first.jsonl",
+        &[
+            line("q1", "wmQuiet", "staffQ", "10:00", "请问发票怎么开？"),
+            line("o1", "wmOther", "staffO", "10:04", "你好"),
+            line("o2", "staffO", "wmOther", "10:05", "您好，请讲"),
+        ],
+    );
+    let report = stdout_json(&huixi(&["analyze", &first, "--db", &db, "--json"]));
+    assert!(timeouts(&report).is_empty(), "not due before 10:30");
+
+    // The archive moves on with another conversation only; wmQuiet's chat is not analysed again.
+    let later = write(
+        "later.jsonl",
+        &[
+            line("n1", "wmNext", "staffO", "11:00", "在吗"),
+            line("n2", "staffO", "wmNext", "11:01", "在的"),
+        ],
+    );
+    let report = stdout_json(&huixi(&["analyze", &later, "--db", &db, "--json"]));
+    assert_eq!(report["sessions"], 1);
+    assert_eq!(
+        timeouts(&report),
+        [("q1".to_string(), "no_reply".to_string())]
+    );
+    // Raised once: not again by the next run, nor when the quiet conversation is analysed again.
+    let again = stdout_json(&huixi(&["analyze", &later, "--db", &db, "--json"]));
+    assert!(timeouts(&again).is_empty());
+    stdout_json(&huixi(&["analyze", &first, "--db", &db, "--json"]));
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&db).await.unwrap();
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM huixi_alerts WHERE kind = 'response_timeout'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(n, 1);
+}
