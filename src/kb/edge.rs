@@ -93,16 +93,7 @@ impl EdgeStore {
             .map_err(|e| e.to_string())?;
         Ok(records
             .into_iter()
-            .filter_map(|r| {
-                let PointId::NumId(id) = r.id else {
-                    return None;
-                };
-                Some(Found {
-                    id,
-                    score: 0.0,
-                    payload: r.payload?.0.into_iter().collect(),
-                })
-            })
+            .filter_map(|r| found(r.id, 0.0, r.payload))
             .collect())
     }
 
@@ -165,16 +156,7 @@ impl EdgeStore {
             .map_err(|e| e.to_string())?;
         Ok(results
             .into_iter()
-            .filter_map(|r| {
-                let PointId::NumId(id) = r.id else {
-                    return None;
-                };
-                Some(Found {
-                    id,
-                    score: r.score,
-                    payload: r.payload?.0.into_iter().collect(),
-                })
-            })
+            .filter_map(|r| found(r.id, r.score, r.payload))
             .collect())
     }
 
@@ -188,6 +170,19 @@ impl EdgeStore {
         drop(self.shard);
         std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))
     }
+}
+
+/// A stored chunk as the shard returns it. huixi only writes numeric ids with a payload; anything
+/// else is not one of its chunks.
+fn found(id: PointId, score: f32, payload: Option<Payload>) -> Option<Found> {
+    let PointId::NumId(id) = id else {
+        return None;
+    };
+    Some(Found {
+        id,
+        score,
+        payload: payload?.0.into_iter().collect(),
+    })
 }
 
 #[cfg(test)]

@@ -233,46 +233,34 @@ async fn a_bad_calendar_or_tag_library_is_refused_by_file_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let db = sqlite_url(dir.path());
     let journey = journey_archive().display().to_string();
-    let cal = dir.path().join("cal.toml");
-    std::fs::write(
-        &cal,
-        "reply_within_minutes = 30\nholidays = [\"2026-13-01\"]\n",
-    )
-    .unwrap();
-    let out = huixi(&[
-        "analyze",
-        &journey,
-        "--db",
-        &db,
-        "--calendar",
-        cal.to_str().unwrap(),
-    ]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("cal.toml") && err.contains("holidays"),
-        "{err}"
-    );
-    let tags = dir.path().join("tags.json");
-    std::fs::write(
-        &tags,
-        r#"{"groups": [{"name": "行业", "tags": [{"name": ""}]}]}"#,
-    )
-    .unwrap();
-    let out = huixi(&[
-        "analyze",
-        &journey,
-        "--db",
-        &db,
-        "--tag-library",
-        tags.to_str().unwrap(),
-    ]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("tags.json") && err.contains("groups[0].tags[0].name"),
-        "{err}"
-    );
+    for (flag, file, content, field) in [
+        (
+            "--calendar",
+            "cal.toml",
+            "reply_within_minutes = 30\nholidays = [\"2026-13-01\"]\n",
+            "holidays",
+        ),
+        (
+            "--tag-library",
+            "tags.json",
+            r#"{"groups": [{"name": "行业", "tags": [{"name": ""}]}]}"#,
+            "groups[0].tags[0].name",
+        ),
+    ] {
+        let path = dir.path().join(file);
+        std::fs::write(&path, content).unwrap();
+        let out = huixi(&[
+            "analyze",
+            &journey,
+            "--db",
+            &db,
+            flag,
+            path.to_str().unwrap(),
+        ]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(file) && err.contains(field), "{err}");
+    }
     // Nothing was analysed with a setting that was refused.
     assert_eq!(count(&db, "huixi_customers").await, 0);
 }
