@@ -5,7 +5,7 @@
 //! A session is analysed again only when its messages, the lexicon, the rules or the analysers changed
 //! (its input hash), which is what makes a re-run on the same input leave the store untouched.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -117,7 +117,6 @@ pub async fn analyze(
         duplicates: Vec::new(),
         stats: RunRecord::default(),
     };
-    let mut customers: BTreeMap<String, CustomerProfile> = BTreeMap::new();
     let mut touched: BTreeSet<String> = BTreeSet::new();
     for key in &conversations {
         let done = analyze_conversation(
@@ -137,18 +136,12 @@ pub async fn analyze(
         report.results.extend(done.results);
         report.metrics.sessions.extend(done.metrics);
         report.metrics.days.extend(done.days);
-        for p in done.customers {
-            // A customer in several conversations keeps the profile folded last, which saw them all.
-            customers.insert(p.customer.clone(), p);
-        }
         progress.advance();
     }
     report.sessions = report.results.len();
     // A batch folds each customer once, after all their conversations in it were analysed.
-    for p in refresh_customers(store, analysers, opts, touched).await? {
-        customers.insert(p.customer.clone(), p);
-    }
-    report.customers = customers.into_values().collect();
+    report.customers = refresh_customers(store, analysers, opts, touched).await?;
+    report.customers.sort_by(|a, b| a.customer.cmp(&b.customer));
     // Questions left unanswered in conversations this run did not touch fall due as the archive
     // moves on; they are raised now, with this run.
     report
@@ -177,9 +170,6 @@ pub struct ConversationDone {
     pub metrics: Vec<SessionMetrics>,
     /// Local dates the sessions have messages on.
     pub days: BTreeSet<String>,
-    /// Profiles of the conversation's customers, and of customers found to share a phone or name
-    /// with them.
-    pub customers: Vec<CustomerProfile>,
 }
 
 /// When the profiles of a conversation's customers are folded again.
@@ -235,7 +225,6 @@ pub async fn analyze_conversation(
         alerts: Vec::new(),
         metrics: Vec::new(),
         days: BTreeSet::new(),
-        customers: Vec::new(),
     };
     for session in &sessions {
         // Passages are part of the input: a changed knowledge base is a reason to analyse again.
@@ -306,7 +295,10 @@ pub async fn analyze_conversation(
     }
     let customers = beyond_sessions(store, opts, key, &sessions, &mut done).await?;
     match fold {
-        Fold::Now => done.customers = refresh_customers(store, analysers, opts, customers).await?,
+        // The profiles are in the store, which is where a worker's job leaves its results.
+        Fold::Now => {
+            refresh_customers(store, analysers, opts, customers).await?;
+        }
         Fold::AfterBatch(touched) => touched.extend(customers),
     }
     Ok(done)
@@ -344,12 +336,10 @@ async fn beyond_sessions(
         .zip(&done.results)
         .flat_map(|(s, r)| contributions(s, r))
         .collect();
-    let mut customers: BTreeSet<String> = store
+    let mut customers = store
         .replace_conversation_extras(tenant, key, &measured, &contributed)
         .await
-        .with_context(|| format!("saving the metrics and customer contributions of {key}"))?
-        .into_iter()
-        .collect();
+        .with_context(|| format!("saving the metrics and customer contributions of {key}"))?;
     // All of the conversation's customers, changed or not: a re-analysis asked for recomputes them.
     customers.extend(contributed.into_iter().map(|c| c.customer));
     Ok(customers)

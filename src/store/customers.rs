@@ -2,7 +2,7 @@
 //! suggestions. Contributions are replaced per conversation; a profile is written only when what it was
 //! folded from changed, in a transaction that checks nobody folded newer contributions meanwhile.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -257,7 +257,7 @@ pub(super) async fn replace_contributions(
     tenant: &str,
     conversation: &str,
     contributions: &[Contribution],
-) -> Result<Vec<String>, StoreError> {
+) -> Result<BTreeSet<String>, StoreError> {
     let stored: BTreeMap<(String, String), String> = sqlx::query(
         "SELECT customer, session_id, contribution FROM huixi_customer_sessions \
          WHERE tenant = ? AND conversation = ?",
@@ -278,17 +278,12 @@ pub(super) async fn replace_contributions(
             )
         })
         .collect();
-    let mut changed: Vec<String> = Vec::new();
-    for (key, json) in &stored {
-        if new.get(key) != Some(json) && !changed.contains(&key.0) {
-            changed.push(key.0.clone());
-        }
-    }
-    for (key, json) in &new {
-        if stored.get(key) != Some(json) && !changed.contains(&key.0) {
-            changed.push(key.0.clone());
-        }
-    }
+    let changed: BTreeSet<String> = stored
+        .keys()
+        .chain(new.keys())
+        .filter(|key| stored.get(*key) != new.get(*key))
+        .map(|(customer, _)| customer.clone())
+        .collect();
     if changed.is_empty() {
         return Ok(changed);
     }
@@ -331,7 +326,6 @@ pub(super) async fn replace_contributions(
             .await?;
         }
     }
-    changed.sort();
     Ok(changed)
 }
 

@@ -1,7 +1,7 @@
 //! Conversation metrics: turns, traffic and 超时未回复 alerts, replaced per conversation whenever it is
 //! analysed, and only written when they changed (a re-run on the same archive writes nothing).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::Row;
 
@@ -38,7 +38,7 @@ impl Store {
         conversation: &str,
         metrics: &ConversationMetrics,
         contributions: &[Contribution],
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<BTreeSet<String>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let wrote = replace_metrics(&mut tx, tenant, conversation, metrics).await?;
         let changed =
