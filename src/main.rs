@@ -7,6 +7,7 @@ mod api;
 mod archive;
 mod cli;
 mod customers;
+mod digest;
 mod eval;
 mod kb;
 mod llm;

@@ -13,11 +13,12 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::agents::llm::LlmAnalysers;
-use crate::agents::offline::{hex, OfflineAnalysers};
+use crate::agents::offline::OfflineAnalysers;
 use crate::agents::Passage;
 use crate::agents::SessionResult;
 use crate::archive::{conversation_key, read_files, sessionize, RejectedLine, Session};
 use crate::customers::{contributions, refresh, CustomerProfile, Duplicate};
+use crate::digest::hex;
 use crate::kb::Knowledge;
 use crate::sensitive::{scan_session, Alert, Engine, Registry, RiskRules};
 use crate::store::{MetricsFilter, RunRecord, Store};

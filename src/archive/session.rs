@@ -7,8 +7,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::digest::hash_parts;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::{Action, Message};
 
@@ -88,13 +88,8 @@ pub fn sessionize(tenant: &str, messages: Vec<Message>, idle_gap_ms: i64) -> Vec
 
 fn close(tenant: &str, key: &str, messages: Vec<Message>) -> Session {
     let first = &messages[0];
-    let mut hash = Sha256::new();
-    for part in [tenant, key, &first.msgid] {
-        hash.update(part.as_bytes());
-        hash.update([0]);
-    }
-    let digest = hash.finalize();
-    let id: String = digest[..10].iter().map(|b| format!("{b:02x}")).collect();
+    // Ten bytes of the hash: short enough to read, far from colliding within a tenant.
+    let id = hash_parts([tenant, key, first.msgid.as_str()])[..20].to_string();
     let participants: BTreeSet<String> = messages
         .iter()
         .flat_map(|m| std::iter::once(m.from.clone()).chain(m.tolist.iter().cloned()))

@@ -5,8 +5,8 @@
 use sha2::{Digest, Sha256};
 
 use super::Identifier;
-use crate::agents::offline::hex;
 use crate::archive::Message;
+use crate::digest::hex;
 use crate::sensitive::{detect_pii, phone_digits, MatchKind};
 
 /// Phrases after which people write their own name.

@@ -2,12 +2,11 @@
 //! and tag suggestions, let the model refine it when one is configured, and write it back. Nothing is
 //! computed or written when the inputs are what the stored profile was made from.
 
-use sha2::{Digest, Sha256};
-
 use super::duplicates::{same_customer, shared_identifiers};
 use super::{fold, profile::next_action, CustomerProfile, TagLibrary};
 use crate::agents::llm::LlmAnalysers;
-use crate::agents::offline::{hex, VERSION};
+use crate::agents::offline::VERSION;
+use crate::digest::hash_parts;
 use crate::store::{contributions_hash, Store};
 
 pub async fn refresh(
@@ -30,13 +29,15 @@ pub async fn refresh(
     ));
     // Two keys: what the profile is made from, and the tag library. A new library re-tags every
     // customer without asking the model about any profile again.
-    let profile_key = key(&[
-        &folded,
+    let profile_key = hash_parts([
+        folded.as_str(),
         &serde_json::to_string(&duplicates).expect("duplicates serialize"),
         VERSION,
         llm.map_or("offline", |l| l.fingerprint()),
     ]);
-    let tags_key = key(&[&serde_json::to_string(&library).expect("libraries serialize")]);
+    let tags_key = hash_parts([serde_json::to_string(&library)
+        .expect("libraries serialize")
+        .as_str()]);
     let input_hash = format!("{profile_key}.{tags_key}");
     let stored = store
         .profile(tenant, customer)
@@ -78,13 +79,4 @@ pub async fn refresh(
         .save_profile(tenant, &profile, &folded, &write_hash)
         .await?;
     Ok(Some(profile))
-}
-
-fn key(parts: &[&str]) -> String {
-    let mut h = Sha256::new();
-    for part in parts {
-        h.update(part.as_bytes());
-        h.update([0]);
-    }
-    hex(&h.finalize())
 }

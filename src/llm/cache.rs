@@ -4,9 +4,8 @@
 
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-
 use super::ChatRequest;
+use crate::digest::hash_parts;
 use crate::store::{CachedAnswer, Store, StoreError};
 
 #[derive(Clone)]
@@ -24,9 +23,8 @@ impl AnswerCache {
     }
 
     pub fn key(agents: &str, req: &ChatRequest) -> String {
-        let mut h = Sha256::new();
         let schema = req.schema.as_ref().map(|(n, s)| format!("{n}:{s}"));
-        for part in [
+        hash_parts([
             agents,
             &req.model,
             &req.temperature.to_string(),
@@ -34,11 +32,7 @@ impl AnswerCache {
             schema.as_deref().unwrap_or(""),
             &req.system,
             &req.user,
-        ] {
-            h.update(part.as_bytes());
-            h.update([0]);
-        }
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        ])
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Arc<CachedAnswer>>, StoreError> {

@@ -4,14 +4,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::webhooks::enqueue_event;
 use super::{delete_conversation_rows, now_ms, optional_text, text, Dialect, Store, StoreError};
-use crate::agents::offline::hex;
 use crate::customers::duplicates::IdentifierRow;
 use crate::customers::{Contribution, CustomerProfile, TagSuggestion};
+use crate::digest::hash_parts;
 
 impl Store {
     /// Every contribution of a customer, oldest session first.
@@ -331,16 +330,11 @@ pub(super) async fn replace_contributions(
 
 /// What a profile is folded from, as a hash: the contributions in their stored order.
 pub fn contributions_hash(contributions: &[Contribution]) -> String {
-    let mut h = Sha256::new();
-    for c in contributions {
-        h.update(
-            serde_json::to_string(c)
-                .expect("contributions serialize")
-                .as_bytes(),
-        );
-        h.update([0]);
-    }
-    hex(&h.finalize())
+    let json: Vec<String> = contributions
+        .iter()
+        .map(|c| serde_json::to_string(c).expect("contributions serialize"))
+        .collect();
+    hash_parts(json.iter().map(String::as_str))
 }
 
 fn contribution(r: &sqlx::any::AnyRow, customer: &str) -> Result<Contribution, StoreError> {

@@ -15,8 +15,6 @@ pub mod text;
 
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
 pub use competitors::CompetitorList;
 pub use emotion::SentimentLexicon;
 pub use keywords::KeywordExtractor;
@@ -24,6 +22,7 @@ pub use opportunity::OpportunityCues;
 
 use crate::agents::{EmotionPair, SessionResult};
 use crate::archive::{Role, Session};
+use crate::digest::hash_parts;
 use crate::sensitive::{Alert, LineError};
 
 /// Bumped whenever an analyser changes what it outputs for the same input, so stored results are redone.
@@ -65,18 +64,19 @@ impl OfflineAnalysers {
         errors.extend(e);
         let (competitors, e) = CompetitorList::parse(&competitor_source, &competitor_text);
         errors.extend(e);
-        let mut hash = Sha256::new();
-        for part in [VERSION, SENTIMENT, STOPWORDS, OPPORTUNITY, &competitor_text] {
-            hash.update(part.as_bytes());
-            hash.update([0]);
-        }
         Ok((
             OfflineAnalysers {
                 sentiment,
                 keywords: KeywordExtractor::new(STOPWORDS),
                 competitors,
                 opportunity,
-                fingerprint: hex(&hash.finalize()),
+                fingerprint: hash_parts([
+                    VERSION,
+                    SENTIMENT,
+                    STOPWORDS,
+                    OPPORTUNITY,
+                    competitor_text.as_str(),
+                ]),
             },
             errors,
         ))
@@ -128,10 +128,6 @@ impl OfflineAnalysers {
             knowledge: Vec::new(),
         }
     }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// RFC 3339 in China time, as every result prints its times.
