@@ -81,9 +81,13 @@ struct Mentions<'a> {
     evidence: Vec<String>,
 }
 
-/// Folds contributions (any order) into a profile. Tags and duplicates are added by the caller, which
-/// knows the tenant's library and the other customers.
-pub fn fold(customer: &str, contributions: &[Contribution]) -> CustomerProfile {
+/// Folds contributions (any order) into a profile, with the customer's 撞单 (the caller knows the
+/// other customers). Tags are added by the caller, which knows the tenant's library.
+pub fn fold(
+    customer: &str,
+    contributions: &[Contribution],
+    duplicates: Vec<Duplicate>,
+) -> CustomerProfile {
     let mut ordered: Vec<&Contribution> = contributions.iter().collect();
     ordered.sort_by(|a, b| (a.start, &a.session).cmp(&(b.start, &b.session)));
     let mut staff: Vec<String> = Vec::new();
@@ -186,7 +190,7 @@ pub fn fold(customer: &str, contributions: &[Contribution]) -> CustomerProfile {
             evidence: Vec::new(),
         },
         tags: Vec::new(),
-        duplicates: Vec::new(),
+        duplicates,
         analyser: crate::agents::offline::VERSION.to_string(),
     };
     profile.next_best_action = next_action(&profile, ordered.last().copied());
@@ -223,7 +227,7 @@ fn direction(trend: &[EmotionPoint]) -> &'static str {
 
 /// What the staff member should do next, by the first rule that applies: 撞单 and an unhappy
 /// customer come before selling; then open objections and competitors; then the stage's next step.
-pub fn next_action(p: &CustomerProfile, last: Option<&Contribution>) -> NextAction {
+fn next_action(p: &CustomerProfile, last: Option<&Contribution>) -> NextAction {
     let act = |action: String, reason: String, evidence: Vec<String>| NextAction {
         action,
         reason,

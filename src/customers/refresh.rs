@@ -3,7 +3,7 @@
 //! computed or written when the inputs are what the stored profile was made from.
 
 use super::duplicates::{same_customer, shared_identifiers};
-use super::{fold, profile::next_action, CustomerProfile, TagLibrary};
+use super::{fold, CustomerProfile, TagLibrary};
 use crate::agents::llm::LlmAnalysers;
 use crate::agents::offline::VERSION;
 use crate::digest::hash_parts;
@@ -43,38 +43,36 @@ pub async fn refresh(
         .profile(tenant, customer)
         .await?
         .filter(|(_, hash)| hash.starts_with(&profile_key));
-    if let Some((mut profile, hash)) = stored {
-        if hash == input_hash {
-            return Ok(Some(profile));
+    let (mut profile, write_hash) = match stored {
+        Some((profile, hash)) if hash == input_hash => return Ok(Some(profile)),
+        // Only the library changed: re-tag the stored profile, with no fold and no model call.
+        Some((profile, _)) => (profile, input_hash),
+        None => {
+            let profile = fold(customer, &contributions, duplicates);
+            match llm {
+                None => (profile, input_hash),
+                Some(llm) => {
+                    let mut usage = Vec::new();
+                    let (refined, ok) = llm
+                        .refine_profile(tenant, profile, &contributions, &mut usage)
+                        .await;
+                    store.record_usage(&usage).await?;
+                    // A failed refinement is stored under a hash no input matches, so the next
+                    // analysis of the customer tries again.
+                    let hash = if ok {
+                        input_hash
+                    } else {
+                        format!("retry:{input_hash}")
+                    };
+                    (refined, hash)
+                }
+            }
         }
-        profile.tags = library
-            .map(|l| l.suggest(&profile, &contributions))
-            .unwrap_or_default();
-        // false: a fold that saw newer contributions wrote instead, and its profile is the one kept.
-        store
-            .save_profile(tenant, &profile, &folded, &input_hash)
-            .await?;
-        return Ok(Some(profile));
-    }
-    let mut profile = fold(customer, &contributions);
-    profile.duplicates = duplicates;
-    profile.next_best_action = next_action(&profile, contributions.last());
-    let mut write_hash = input_hash;
-    if let Some(llm) = llm {
-        let mut usage = Vec::new();
-        let (refined, ok) = llm
-            .refine_profile(tenant, profile, &contributions, &mut usage)
-            .await;
-        profile = refined;
-        store.record_usage(&usage).await?;
-        if !ok {
-            // Stored under a hash no input matches, so the next analysis of the customer tries again.
-            write_hash = format!("retry:{write_hash}");
-        }
-    }
+    };
     profile.tags = library
         .map(|l| l.suggest(&profile, &contributions))
         .unwrap_or_default();
+    // Not written when a fold that saw newer contributions wrote first: its profile is the one kept.
     store
         .save_profile(tenant, &profile, &folded, &write_hash)
         .await?;
