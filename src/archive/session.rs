@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::digest::hash_parts;
 use serde::{Deserialize, Serialize};
 
-use super::{Action, Message};
+use super::{Action, Message, Role};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -39,6 +39,15 @@ pub struct Session {
     pub end: i64,
     /// Ordered by (msgtime, msgid).
     pub messages: Vec<Message>,
+}
+
+impl Session {
+    /// The participants of one role: the session's customers, or its staff.
+    pub fn participants_in(&self, role: Role) -> impl Iterator<Item = &String> {
+        self.participants
+            .iter()
+            .filter(move |p| Role::of(p) == role)
+    }
 }
 
 /// The conversation a message belongs to; `None` for events outside any chat (device switches).

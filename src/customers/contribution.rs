@@ -19,19 +19,12 @@ const SAID_CHARS: usize = 200;
 /// each external contact who spoke (a silent group member has shown nothing).
 pub fn contributions(session: &Session, result: &SessionResult) -> Vec<Contribution> {
     let customers: Vec<&String> = session
-        .participants
-        .iter()
-        .filter(|p| Role::of(p) == Role::Customer)
+        .participants_in(Role::Customer)
         .filter(|p| {
             session.kind == SessionKind::Single || session.messages.iter().any(|m| &m.from == *p)
         })
         .collect();
-    let staff: Vec<String> = session
-        .participants
-        .iter()
-        .filter(|p| Role::of(p) == Role::Staff)
-        .cloned()
-        .collect();
+    let staff: Vec<String> = session.participants_in(Role::Staff).cloned().collect();
     let by_id: HashMap<&str, &Message> = session
         .messages
         .iter()

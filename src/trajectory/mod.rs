@@ -10,7 +10,7 @@
 mod calendar;
 mod rollup;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -158,7 +158,6 @@ pub fn measure(
     let mut out = ConversationMetrics::default();
     let mut open: Option<(&Session, &Message)> = None;
     let mut first_seen: BTreeSet<&str> = BTreeSet::new();
-    let mut turns: Vec<Turn> = Vec::new();
     let messages = sessions
         .iter()
         .flat_map(|s| s.messages.iter().map(move |m| (s, m)));
@@ -168,7 +167,8 @@ pub fn measure(
             Some(Role::Staff) => {
                 if let Some((s, asked)) = open.take() {
                     let first = first_seen.insert(s.id.as_str());
-                    turns.push(turn(hours, s, asked, m.from.clone(), Some(m), first));
+                    let t = turn(hours, s, asked, m.from.clone(), Some(m), first);
+                    out.record(t, asked, horizon);
                 }
             }
             _ => {}
@@ -177,32 +177,10 @@ pub fn measure(
     if let Some((s, asked)) = open {
         let first = first_seen.insert(s.id.as_str());
         // Nobody answered: every staff member in the session owes the reply.
-        let owed: Vec<&String> = s
-            .participants
-            .iter()
-            .filter(|p| Role::of(p) == Role::Staff)
-            .collect();
-        for staff in owed {
-            turns.push(turn(hours, s, asked, staff.clone(), None, first));
+        for staff in s.participants_in(Role::Staff) {
+            let t = turn(hours, s, asked, staff.clone(), None, first);
+            out.record(t, asked, horizon);
         }
-    }
-
-    let by_msgid: HashMap<&str, &Message> = sessions
-        .iter()
-        .flat_map(|s| s.messages.iter().map(|m| (m.msgid.as_str(), m)))
-        .collect();
-    let mut timed_out: BTreeSet<&str> = BTreeSet::new();
-    for t in &turns {
-        if !t.overdue(horizon) || !timed_out.insert(t.msgid.as_str()) {
-            continue;
-        }
-        let asked = by_msgid[t.msgid.as_str()];
-        out.timeouts.push(timeout_alert(
-            &t.session,
-            &t.msgid,
-            t.answered_msgid.as_deref(),
-            asked.text.as_deref(),
-        ));
     }
 
     for (session, result) in sessions.iter().zip(results) {
@@ -220,11 +198,7 @@ pub fn measure(
             *categories.entry(a.category.clone()).or_default() += 1;
         }
         let first_day = hours.day(session.start).to_string();
-        let staff: Vec<&String> = session
-            .participants
-            .iter()
-            .filter(|p| Role::of(p) == Role::Staff)
-            .collect();
+        let staff: Vec<&String> = session.participants_in(Role::Staff).collect();
         // (staff, day) → (sent, received)
         let mut rows: BTreeMap<(&str, String), (u32, u32)> = BTreeMap::new();
         for m in &session.messages {
@@ -255,8 +229,24 @@ pub fn measure(
             });
         }
     }
-    out.turns = turns;
     out
+}
+
+impl ConversationMetrics {
+    /// Keeps a turn, and raises its 超时未回复 if it is overdue: once per question, though a question
+    /// nobody answered in a group is a turn for each staff member (those turns come one after another).
+    fn record(&mut self, t: Turn, asked: &Message, horizon: i64) {
+        let alerted = self.timeouts.last().is_some_and(|a| a.msgid == t.msgid);
+        if t.overdue(horizon) && !alerted {
+            self.timeouts.push(timeout_alert(
+                &t.session,
+                &t.msgid,
+                t.answered_msgid.as_deref(),
+                asked.text.as_deref(),
+            ));
+        }
+        self.turns.push(t);
+    }
 }
 
 /// The 超时未回复 alert of an overdue turn: on the customer's message, with the late reply (if any) as

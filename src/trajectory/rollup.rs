@@ -66,6 +66,31 @@ fn secs(ms: i64) -> i64 {
     ms / 1000
 }
 
+/// What a set of turns says, the same for a session and for a staff member's day.
+struct Waits {
+    turns: usize,
+    answered: usize,
+    mean: Option<f64>,
+    p90: Option<i64>,
+    overdue: usize,
+    unanswered: usize,
+}
+
+impl Waits {
+    fn of(turns: &[&Turn], horizon: i64) -> Waits {
+        let mut waits: Vec<i64> = turns.iter().filter_map(|t| t.wait_ms.map(secs)).collect();
+        let overdue: Vec<&&Turn> = turns.iter().filter(|t| t.overdue(horizon)).collect();
+        Waits {
+            turns: turns.len(),
+            answered: turns.iter().filter(|t| t.answered_at.is_some()).count(),
+            mean: mean(&waits),
+            p90: p90(&mut waits),
+            overdue: overdue.len(),
+            unanswered: overdue.iter().filter(|t| t.answered_at.is_none()).count(),
+        }
+    }
+}
+
 /// Figures of one session from its conversation's turns and traffic.
 pub fn session_metrics(
     session: &str,
@@ -80,7 +105,7 @@ pub fn session_metrics(
         .iter()
         .filter(|t| t.session == session && seen.insert(t.msgid.as_str()))
         .collect();
-    let mut waits: Vec<i64> = turns.iter().filter_map(|t| t.wait_ms.map(secs)).collect();
+    let w = Waits::of(&turns, horizon);
     let mut customer_by_day: BTreeMap<&str, u32> = BTreeMap::new();
     for r in &rows {
         // Every staff row of a day repeats the day's customer messages.
@@ -104,19 +129,16 @@ pub fn session_metrics(
             .collect(),
         customer_messages: customer_by_day.values().sum(),
         staff_messages: rows.iter().map(|r| r.sent).sum(),
-        turns: turns.len(),
-        answered: turns.iter().filter(|t| t.answered_at.is_some()).count(),
+        turns: w.turns,
+        answered: w.answered,
         first_response_secs: turns
             .iter()
             .find(|t| t.first_in_session)
             .and_then(|t| t.wait_ms.map(secs)),
-        mean_response_secs: mean(&waits),
-        p90_response_secs: p90(&mut waits),
-        overdue: turns.iter().filter(|t| t.overdue(horizon)).count(),
-        unanswered: turns
-            .iter()
-            .filter(|t| t.answered_at.is_none() && t.overdue(horizon))
-            .count(),
+        mean_response_secs: w.mean,
+        p90_response_secs: w.p90,
+        overdue: w.overdue,
+        unanswered: w.unanswered,
         negative_customer: rows.iter().any(|r| r.negative),
         alerts_by_category: alerts,
     }
@@ -154,7 +176,7 @@ pub fn staff_days(turns: &[Turn], traffic: &[Traffic], horizon: i64) -> Vec<Staf
     }
     acc.into_iter()
         .map(|((staff, day), a)| {
-            let mut waits: Vec<i64> = a.turns.iter().filter_map(|t| t.wait_ms.map(secs)).collect();
+            let w = Waits::of(&a.turns, horizon);
             let firsts: Vec<i64> = a
                 .turns
                 .iter()
@@ -168,17 +190,13 @@ pub fn staff_days(turns: &[Turn], traffic: &[Traffic], horizon: i64) -> Vec<Staf
                 sessions,
                 customer_messages: a.received,
                 staff_messages: a.sent,
-                turns: a.turns.len(),
-                answered: a.turns.iter().filter(|t| t.answered_at.is_some()).count(),
+                turns: w.turns,
+                answered: w.answered,
                 first_response_secs: mean(&firsts),
-                mean_response_secs: mean(&waits),
-                p90_response_secs: p90(&mut waits),
-                overdue: a.turns.iter().filter(|t| t.overdue(horizon)).count(),
-                unanswered: a
-                    .turns
-                    .iter()
-                    .filter(|t| t.answered_at.is_none() && t.overdue(horizon))
-                    .count(),
+                mean_response_secs: w.mean,
+                p90_response_secs: w.p90,
+                overdue: w.overdue,
+                unanswered: w.unanswered,
                 negative_sessions: a.negative.len(),
                 negative_share: if sessions == 0 {
                     0.0
