@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use sqlx::Row;
 
 use super::webhooks::enqueue_event;
-use super::{delete_conversation_rows, now_ms, optional_text, text, Dialect, Store, StoreError};
+use super::{delete_rows, now_ms, optional_text, text, Dialect, Store, StoreError};
 use crate::customers::duplicates::IdentifierRow;
 use crate::customers::{Contribution, CustomerProfile, TagSuggestion};
 use crate::digest::hash_parts;
@@ -171,15 +171,8 @@ impl Store {
             }
         }
         let json = serde_json::to_string(profile).expect("profiles serialize");
-        for table in ["huixi_customers", "huixi_tag_suggestions"] {
-            sqlx::query(&format!(
-                "DELETE FROM {table} WHERE tenant = ? AND customer = ?"
-            ))
-            .bind(tenant)
-            .bind(customer)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let tables = ["huixi_customers", "huixi_tag_suggestions"];
+        delete_rows(&mut tx, &tables, "customer", tenant, customer).await?;
         sqlx::query(
             "INSERT INTO huixi_customers (tenant, customer, profile, input_hash, updated_at) VALUES (?, ?, ?, ?, ?)",
         )
@@ -286,13 +279,8 @@ pub(super) async fn replace_contributions(
     if changed.is_empty() {
         return Ok(changed);
     }
-    delete_conversation_rows(
-        tx,
-        &["huixi_customer_sessions", "huixi_customer_identifiers"],
-        tenant,
-        conversation,
-    )
-    .await?;
+    let tables = ["huixi_customer_sessions", "huixi_customer_identifiers"];
+    delete_rows(tx, &tables, "conversation", tenant, conversation).await?;
     for c in contributions {
         sqlx::query(
             "INSERT INTO huixi_customer_sessions (tenant, customer, session_id, conversation, start_ms, \

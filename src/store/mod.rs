@@ -155,20 +155,21 @@ impl Store {
     }
 }
 
-/// Deletes a conversation's rows from tables keyed by (tenant, conversation), inside a transaction
-/// that writes their replacement.
-async fn delete_conversation_rows(
+/// Deletes the tenant's rows whose `column` is `value` from each table, inside a transaction that
+/// writes their replacement (a conversation's metrics, a session's findings, a customer's profile).
+async fn delete_rows(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tables: &[&str],
+    column: &str,
     tenant: &str,
-    conversation: &str,
+    value: &str,
 ) -> Result<(), StoreError> {
     for table in tables {
         sqlx::query(&format!(
-            "DELETE FROM {table} WHERE tenant = ? AND conversation = ?"
+            "DELETE FROM {table} WHERE tenant = ? AND {column} = ?"
         ))
         .bind(tenant)
-        .bind(conversation)
+        .bind(value)
         .execute(&mut **tx)
         .await?;
     }

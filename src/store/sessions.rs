@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{text, Dialect, Store, StoreError};
+use super::{delete_rows, text, Dialect, Store, StoreError};
 use crate::agents::SessionResult;
 use crate::archive::Session;
 use crate::sensitive::{Alert, Severity};
@@ -216,19 +216,13 @@ async fn delete_session_rows(
     tenant: &str,
     id: &str,
 ) -> Result<(), StoreError> {
-    for table in ["huixi_alerts", "huixi_findings"] {
-        sqlx::query(&format!(
-            "DELETE FROM {table} WHERE tenant = ? AND session_id = ?"
-        ))
-        .bind(tenant)
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
-    }
-    sqlx::query("DELETE FROM huixi_sessions WHERE tenant = ? AND id = ?")
-        .bind(tenant)
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    delete_rows(
+        tx,
+        &["huixi_alerts", "huixi_findings"],
+        "session_id",
+        tenant,
+        id,
+    )
+    .await?;
+    delete_rows(tx, &["huixi_sessions"], "id", tenant, id).await
 }

@@ -8,7 +8,7 @@ use sqlx::Row;
 use super::customers::replace_contributions;
 use super::sessions::{alert, ALERT_COLUMNS};
 use super::webhooks::enqueue_alerts;
-use super::{delete_conversation_rows, optional_text, text, Store, StoreError};
+use super::{delete_rows, optional_text, text, Store, StoreError};
 use crate::customers::Contribution;
 use crate::sensitive::Alert;
 use crate::trajectory::{timeout_alert, ConversationMetrics, Traffic, Turn, TIMEOUT_KIND};
@@ -136,32 +136,9 @@ impl Store {
             clauses.push_str(" AND session_id = ?");
             binds.push(s);
         }
-        let mut q = format!(
-            "SELECT {TURN_COLUMNS} FROM huixi_turns WHERE tenant = ?{clauses} ORDER BY asked_at, msgid, staff"
-        );
-        let mut query = sqlx::query(&q).bind(tenant);
-        for b in &binds {
-            query = query.bind(*b);
-        }
-        let turns = query
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(turn)
-            .collect::<Result<Vec<_>, _>>()?;
-        q = format!(
-            "SELECT {TRAFFIC_COLUMNS} FROM huixi_traffic WHERE tenant = ?{clauses} ORDER BY session_id, staff, day"
-        );
-        let mut query = sqlx::query(&q).bind(tenant);
-        for b in &binds {
-            query = query.bind(*b);
-        }
-        let traffic = query
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(traffic)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut conn = self.pool.acquire().await?;
+        let turns = select_turns(&mut conn, tenant, &clauses, &binds).await?;
+        let traffic = select_traffic(&mut conn, tenant, &clauses, &binds).await?;
         Ok((turns, traffic))
     }
 }
@@ -174,28 +151,9 @@ async fn replace_metrics(
     conversation: &str,
     m: &ConversationMetrics,
 ) -> Result<bool, StoreError> {
-    let turns = sqlx::query(&format!(
-        "SELECT {TURN_COLUMNS} FROM huixi_turns WHERE tenant = ? AND conversation = ? \
-         ORDER BY asked_at, msgid, staff"
-    ))
-    .bind(tenant)
-    .bind(conversation)
-    .fetch_all(&mut **tx)
-    .await?
-    .iter()
-    .map(turn)
-    .collect::<Result<Vec<_>, _>>()?;
-    let traffic = sqlx::query(&format!(
-        "SELECT {TRAFFIC_COLUMNS} FROM huixi_traffic WHERE tenant = ? AND conversation = ? \
-         ORDER BY session_id, staff, day"
-    ))
-    .bind(tenant)
-    .bind(conversation)
-    .fetch_all(&mut **tx)
-    .await?
-    .iter()
-    .map(traffic)
-    .collect::<Result<Vec<_>, _>>()?;
+    let of_conversation = " AND conversation = ?";
+    let turns = select_turns(tx, tenant, of_conversation, &[conversation]).await?;
+    let traffic = select_traffic(tx, tenant, of_conversation, &[conversation]).await?;
     let in_conversation =
         "session_id IN (SELECT id FROM huixi_sessions WHERE tenant = ? AND conversation = ?)";
     let timeouts = sqlx::query(&format!(
@@ -212,6 +170,7 @@ async fn replace_metrics(
     .map(alert)
     .collect::<Result<Vec<_>, _>>()?;
 
+    // Sorted as the selects order them, so equal metrics compare equal.
     let mut new_turns = m.turns.clone();
     new_turns
         .sort_by(|a, b| (a.asked_at, &a.msgid, &a.staff).cmp(&(b.asked_at, &b.msgid, &b.staff)));
@@ -223,7 +182,8 @@ async fn replace_metrics(
         return Ok(false);
     }
 
-    delete_conversation_rows(tx, &["huixi_turns", "huixi_traffic"], tenant, conversation).await?;
+    let tables = ["huixi_turns", "huixi_traffic"];
+    delete_rows(tx, &tables, "conversation", tenant, conversation).await?;
     sqlx::query(&format!(
         "DELETE FROM huixi_alerts WHERE tenant = ? AND kind = ? AND {in_conversation}"
     ))
@@ -281,6 +241,40 @@ async fn replace_metrics(
         .collect();
     enqueue_alerts(tx, tenant, "alert.timeout", &fresh).await?;
     Ok(true)
+}
+
+/// The tenant's turns matching `clauses` (`" AND column = ?"`…, one bind each).
+async fn select_turns(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+    clauses: &str,
+    binds: &[&str],
+) -> Result<Vec<Turn>, StoreError> {
+    let sql = format!(
+        "SELECT {TURN_COLUMNS} FROM huixi_turns WHERE tenant = ?{clauses} ORDER BY asked_at, msgid, staff"
+    );
+    let mut query = sqlx::query(&sql).bind(tenant);
+    for b in binds {
+        query = query.bind(*b);
+    }
+    query.fetch_all(conn).await?.iter().map(turn).collect()
+}
+
+/// The tenant's traffic rows matching `clauses`, as [`select_turns`].
+async fn select_traffic(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+    clauses: &str,
+    binds: &[&str],
+) -> Result<Vec<Traffic>, StoreError> {
+    let sql = format!(
+        "SELECT {TRAFFIC_COLUMNS} FROM huixi_traffic WHERE tenant = ?{clauses} ORDER BY session_id, staff, day"
+    );
+    let mut query = sqlx::query(&sql).bind(tenant);
+    for b in binds {
+        query = query.bind(*b);
+    }
+    query.fetch_all(conn).await?.iter().map(traffic).collect()
 }
 
 fn turn(r: &sqlx::any::AnyRow) -> Result<Turn, StoreError> {
