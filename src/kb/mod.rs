@@ -105,7 +105,7 @@ pub(crate) struct Point {
 impl Point {
     /// What the dense vector is made from: the chunk as a reader sees it.
     fn dense_text(&self) -> String {
-        let field = |k: &str| self.payload.get(k).and_then(|v| v.as_str()).unwrap_or("");
+        let field = |k| text_field(&self.payload, k);
         match field("heading") {
             "" => field("text").to_string(),
             heading => format!("{heading}\n{}", field("text")),
@@ -342,7 +342,7 @@ impl TenantKb {
 
     /// A chunk's point, its BM25 vector made from the payload's heading and text.
     fn point(&self, id: u64, payload: serde_json::Map<String, serde_json::Value>) -> Point {
-        let field = |k: &str| payload.get(k).and_then(|v| v.as_str()).unwrap_or("");
+        let field = |k| text_field(&payload, k);
         let indexed = format!("{} {}", words(field("heading")), words(field("text")));
         Point {
             id,
@@ -695,13 +695,7 @@ impl TenantKb {
         }
         let mut hits = Vec::new();
         for f in found {
-            let field = |k: &str| {
-                f.payload
-                    .get(k)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("")
-                    .to_string()
-            };
+            let field = |k| text_field(&f.payload, k).to_string();
             // Belt and braces: a chunk of another tenant must never leave this function.
             if field("tenant") != self.tenant {
                 continue;
@@ -727,6 +721,11 @@ impl TenantKb {
 /// order to a hash map. Best score first, then by id, so the same search gives the same answer.
 fn order_fused(found: &mut [Found]) {
     found.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+}
+
+/// A text field of a chunk's payload; empty when missing.
+fn text_field<'a>(payload: &'a serde_json::Map<String, serde_json::Value>, key: &str) -> &'a str {
+    payload.get(key).and_then(|v| v.as_str()).unwrap_or("")
 }
 
 fn read_manifest(dir: &Path) -> Result<Manifest, String> {
