@@ -92,15 +92,7 @@ impl Mock {
             .lock()
             .unwrap()
             .iter()
-            .map(|b| match &b["input"] {
-                Value::String(s) => vec![s.clone()],
-                v => v
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|s| s.as_str().unwrap_or("").to_string())
-                    .collect(),
-            })
+            .map(embedding_inputs)
             .collect()
     }
 
@@ -256,10 +248,9 @@ pub fn embedding(model: &str, text: &str) -> Vec<f32> {
     v
 }
 
-async fn embeddings(State(state): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
-    state.embeddings.lock().unwrap().push(body.clone());
-    let model = body["model"].as_str().unwrap_or("");
-    let inputs: Vec<String> = match &body["input"] {
+/// An embeddings request's `input`: one text or a list of them.
+fn embedding_inputs(body: &Value) -> Vec<String> {
+    match &body["input"] {
         Value::String(s) => vec![s.clone()],
         v => v
             .as_array()
@@ -267,7 +258,13 @@ async fn embeddings(State(state): State<Arc<Shared>>, Json(body): Json<Value>) -
             .flatten()
             .map(|s| s.as_str().unwrap_or("").to_string())
             .collect(),
-    };
+    }
+}
+
+async fn embeddings(State(state): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
+    state.embeddings.lock().unwrap().push(body.clone());
+    let model = body["model"].as_str().unwrap_or("");
+    let inputs = embedding_inputs(&body);
     if inputs.is_empty() || inputs.iter().any(|i| i.is_empty()) {
         return (
             StatusCode::BAD_REQUEST,
