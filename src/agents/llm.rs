@@ -402,24 +402,11 @@ impl LlmAnalysers {
             let Some(shown) = shown.get(agent) else {
                 return Vec::new();
             };
-            let mut out: Vec<String> = Vec::new();
-            for id in v.as_array().into_iter().flatten().filter_map(Value::as_str) {
-                if shown.contains(id) && !out.iter().any(|o| o == id) {
-                    out.push(id.to_string());
-                }
-            }
-            out
+            let mut seen = HashSet::new();
+            cited(v, |id| shown.contains(id) && seen.insert(id.to_string()))
         };
-        let ids = |v: &Value| -> Vec<String> {
-            // A model may cite an id that is not in the session; such a citation is dropped, not trusted.
-            v.as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .filter(|id| known.contains(id))
-                .map(str::to_string)
-                .collect()
-        };
+        // A model may cite an id that is not in the session; such a citation is dropped, not trusted.
+        let ids = |v: &Value| cited(v, |id| known.contains(id));
         let mut failures = Vec::new();
         let mut take = |name: &str| -> Option<Value> {
             match answers.remove(name) {
@@ -591,6 +578,18 @@ impl LlmAnalysers {
             knowledge: Vec::new(),
         }
     }
+}
+
+/// The ids in a model's JSON array that `keep` accepts, in the model's order: a citation of something
+/// the model was not shown is dropped, not trusted.
+fn cited(v: &Value, mut keep: impl FnMut(&str) -> bool) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter(|id| keep(id))
+        .map(str::to_string)
+        .collect()
 }
 
 /// How many knowledge-base passages a call shows: only agents that declare retrieval see any, and no

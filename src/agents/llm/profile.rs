@@ -111,15 +111,7 @@ impl LlmAnalysers {
                 return (profile, false);
             }
         };
-        let cited = |v: &Value| -> Vec<String> {
-            v.as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .filter(|id| known.contains(*id))
-                .map(str::to_string)
-                .collect()
-        };
+        let cited = |v: &Value| super::cited(v, |id| known.contains(id));
         let facts = |v: &Value, kind: &str| -> Vec<Fact> {
             v.as_array()
                 .into_iter()
