@@ -17,11 +17,11 @@ use crate::agents::offline::OfflineAnalysers;
 use crate::agents::Passage;
 use crate::agents::SessionResult;
 use crate::archive::{conversation_key, read_files, sessionize, RejectedLine, Session};
-use crate::customers::{contributions, refresh, CustomerProfile, Duplicate};
+use crate::customers::{contributions, refresh, CustomerProfile, Duplicate, TagLibrary};
 use crate::digest::hex;
 use crate::kb::Knowledge;
 use crate::sensitive::{scan_session, Alert, Engine, Registry, RiskRules};
-use crate::store::{MetricsFilter, RunRecord, Store};
+use crate::store::{MetricsFilter, RunRecord, Store, TenantSettings};
 use crate::trajectory::{self, session_metrics, SessionMetrics, StaffDay, TIMEOUT_KIND};
 
 pub struct Options {
@@ -141,7 +141,9 @@ pub async fn analyze(
     }
     report.sessions = report.results.len();
     // A batch folds each customer once, after all their conversations in it were analysed.
-    report.customers = refresh_customers(store, analysers, opts, touched).await?;
+    let settings = store.tenant_settings(&opts.tenant).await?;
+    let library = settings.tag_library.as_ref();
+    report.customers = refresh_customers(store, analysers, opts, library, touched).await?;
     report.customers.sort_by(|a, b| a.customer.cmp(&b.customer));
     // Questions left unanswered in conversations this run did not touch fall due as the archive
     // moves on; they are raised now, with this run.
@@ -294,11 +296,13 @@ pub async fn analyze_conversation(
     {
         store.delete_session(&opts.tenant, &gone.id).await?;
     }
-    let customers = beyond_sessions(store, opts, key, &sessions, &mut done).await?;
+    let settings = store.tenant_settings(&opts.tenant).await?;
+    let customers = beyond_sessions(store, opts, &settings, key, &sessions, &mut done).await?;
     match fold {
         // The profiles are in the store, which is where a worker's job leaves its results.
         Fold::Now => {
-            refresh_customers(store, analysers, opts, customers).await?;
+            let library = settings.tag_library.as_ref();
+            refresh_customers(store, analysers, opts, library, customers).await?;
         }
         Fold::AfterBatch(touched) => touched.extend(customers),
     }
@@ -311,12 +315,12 @@ pub async fn analyze_conversation(
 async fn beyond_sessions(
     store: &Store,
     opts: &Options,
+    settings: &TenantSettings,
     key: &str,
     sessions: &[Session],
     done: &mut ConversationDone,
 ) -> anyhow::Result<BTreeSet<String>> {
     let tenant = opts.tenant.as_str();
-    let settings = store.tenant_settings(tenant).await?;
     let hours = settings
         .calendar
         .hours()
@@ -352,11 +356,10 @@ async fn refresh_customers(
     store: &Store,
     analysers: &Analysers<'_>,
     opts: &Options,
+    library: Option<&TagLibrary>,
     customers: BTreeSet<String>,
 ) -> anyhow::Result<Vec<CustomerProfile>> {
     let tenant = opts.tenant.as_str();
-    let settings = store.tenant_settings(tenant).await?;
-    let library = settings.tag_library.as_ref();
     let mut customers: Vec<String> = customers.into_iter().rev().collect();
     let mut refreshed: BTreeSet<String> = BTreeSet::new();
     let mut out = Vec::new();

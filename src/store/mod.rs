@@ -24,6 +24,7 @@ pub use customers::contributions_hash;
 pub use jobs::DeadJob;
 pub use llm::{CachedAnswer, UsageGrouping, UsageRow};
 pub use runs::RunRecord;
+pub use settings::TenantSettings;
 pub use trajectory::MetricsFilter;
 pub use webhooks::OutboxEvent;
 
