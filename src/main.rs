@@ -3,6 +3,7 @@
 //! `main` only sets up logging and hands the parsed command line to [`cli::run`].
 
 mod agents;
+mod analysis;
 mod api;
 mod archive;
 mod cli;

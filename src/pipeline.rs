@@ -1,28 +1,28 @@
-//! One analysis run, left to right: read archive files → keep new messages in the store → re-sessionize
-//! every conversation the input touched → for each session whose input changed: sensitive/risk matching,
-//! then the analysers → write results, one transaction per session.
+//! One analysis run, left to right: read archive files a batch at a time → keep new messages in the
+//! store → for each conversation the input touched: load it, analyse it ([`crate::analysis`]), commit
+//! it → fold the profiles of the customers those commits made stale, each once → report.
 //!
 //! A session is analysed again only when its messages, the lexicon, the rules or the analysers changed
-//! (its input hash), which is what makes a re-run on the same input leave the store untouched.
+//! (its input hash), and a conversation writes only what differs from what the store holds, which is
+//! what makes a re-run on the same input leave the store untouched. Memory is bounded by one
+//! conversation and one batch of messages, not by the archive: the report is streamed to a sink.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::agents::llm::LlmAnalysers;
 use crate::agents::offline::OfflineAnalysers;
-use crate::agents::Passage;
-use crate::agents::SessionResult;
-use crate::archive::{conversation_key, read_files, sessionize, RejectedLine, Session};
-use crate::customers::{contributions, refresh, CustomerProfile, Duplicate, TagLibrary};
-use crate::digest::hex;
+use crate::analysis::{self, ConversationOutput, Reading};
+use crate::archive::{conversation_key, ArchiveReader, RejectedLine};
+use crate::customers::{refresh, CustomerProfile, Duplicate};
 use crate::kb::Knowledge;
-use crate::sensitive::{scan_session, Alert, Engine, Registry, RiskRules};
-use crate::store::{MetricsFilter, RunRecord, Store, TenantSettings};
-use crate::trajectory::{self, session_metrics, SessionMetrics, StaffDay, TIMEOUT_KIND};
+use crate::sensitive::{Alert, Registry, RiskRules};
+use crate::store::{
+    Committed, MetricsFilter, RunRecord, Store, StoredConversation, TenantSettings,
+};
+use crate::trajectory::{self, Hours, StaffDay};
 
 pub struct Options {
     pub tenant: String,
@@ -39,32 +39,21 @@ pub struct Analysers<'a> {
     pub kb: Option<&'a Knowledge>,
 }
 
-/// What `huixi analyze --json` prints.
-#[derive(Debug, Serialize)]
-pub struct Report {
-    pub tenant: String,
-    pub sessions: usize,
-    pub messages: usize,
-    pub rejected_lines: Vec<RejectedLine>,
-    pub alerts: Vec<Alert>,
-    pub results: Vec<SessionResult>,
-    /// 会话轨迹 of the sessions above, and per staff member and day over the days they cover.
-    pub metrics: RunMetrics,
-    /// Profiles of the customers in the sessions above, across all their sessions.
-    pub customers: Vec<CustomerProfile>,
-    /// 撞单 involving those customers.
-    pub duplicates: Vec<Duplicate>,
-    #[serde(skip)]
-    pub stats: RunRecord,
+/// A tenant's stored settings, read once for a job or a run.
+pub struct TenantView {
+    pub settings: TenantSettings,
+    pub hours: Hours,
 }
 
-#[derive(Debug, Default, Serialize)]
-pub struct RunMetrics {
-    pub sessions: Vec<SessionMetrics>,
-    pub staff_days: Vec<StaffDay>,
-    /// Local dates the sessions have messages on.
-    #[serde(skip)]
-    pub days: BTreeSet<String>,
+impl TenantView {
+    pub async fn load(store: &Store, tenant: &str) -> anyhow::Result<TenantView> {
+        let settings = store.tenant_settings(tenant).await?;
+        let hours = settings
+            .calendar
+            .hours()
+            .map_err(|e| anyhow::anyhow!("calendar of tenant {tenant:?}: {e}"))?;
+        Ok(TenantView { settings, hours })
+    }
 }
 
 /// Called once per conversation finished, for progress display.
@@ -82,6 +71,33 @@ impl Progress for indicatif::ProgressBar {
     }
 }
 
+/// Where a run's report goes, piece by piece as the run makes it: `huixi analyze` streams JSON or a
+/// readable summary.
+pub trait ReportSink {
+    fn conversation(&mut self, out: &ConversationOutput) -> std::io::Result<()>;
+    fn customer(&mut self, profile: &CustomerProfile) -> std::io::Result<()>;
+    fn finish(&mut self, summary: RunSummary) -> std::io::Result<()>;
+}
+
+/// What a run reports once every conversation and customer went to the sink.
+#[derive(Debug)]
+pub struct RunSummary {
+    pub tenant: String,
+    pub messages: usize,
+    pub sessions: usize,
+    pub rejected_lines: Vec<RejectedLine>,
+    /// 超时未回复 raised in conversations the run did not touch, as the archive moved on.
+    pub quiet_timeouts: Vec<Alert>,
+    /// Per staff member and day, over the days the run's sessions cover.
+    pub staff_days: Vec<StaffDay>,
+    /// 撞单 involving the run's customers.
+    pub duplicates: Vec<Duplicate>,
+    pub stats: RunRecord,
+}
+
+/// Messages read and stored per batch: what a run holds of the archive at once.
+const BATCH: usize = 5_000;
+
 pub async fn analyze(
     store: &Store,
     lexicons: &Registry,
@@ -89,357 +105,361 @@ pub async fn analyze(
     files: &[PathBuf],
     opts: &Options,
     progress: &dyn Progress,
-) -> anyhow::Result<Report> {
-    let input = read_files(files)?;
+    sink: &mut dyn ReportSink,
+) -> anyhow::Result<RunRecord> {
     let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
     let run = store.start_run(&opts.tenant, &names).await?;
-    store.record_rejected(run, &input.rejected).await?;
-    let mut stats = RunRecord {
-        messages_read: input.messages.len() as u64,
-        ..RunRecord::default()
-    };
-    stats.messages_new = store
-        .insert_messages(&opts.tenant, &input.messages)
-        .await
-        .context("storing messages")?;
-    let conversations: BTreeSet<String> =
-        input.messages.iter().filter_map(conversation_key).collect();
+    let mut stats = RunRecord::default();
+    let mut reader = ArchiveReader::new(files);
+    let mut conversations: BTreeSet<String> = BTreeSet::new();
+    while let Some(batch) = reader.next_batch(BATCH)? {
+        stats.messages_read += batch.len() as u64;
+        stats.messages_new += store
+            .insert_messages(&opts.tenant, &batch)
+            .await
+            .context("storing messages")?;
+        conversations.extend(batch.iter().filter_map(conversation_key));
+    }
+    store.record_rejected(run, &reader.rejected).await?;
     progress.start(conversations.len() as u64);
 
-    let mut report = Report {
-        tenant: opts.tenant.clone(),
-        sessions: 0,
-        messages: input.messages.len(),
-        rejected_lines: input.rejected,
-        alerts: Vec::new(),
-        results: Vec::new(),
-        metrics: RunMetrics::default(),
-        customers: Vec::new(),
-        duplicates: Vec::new(),
-        stats: RunRecord::default(),
+    let tenant = TenantView::load(store, &opts.tenant).await?;
+    let mut customers: BTreeSet<String> = BTreeSet::new();
+    let mut staff: BTreeSet<String> = BTreeSet::new();
+    let mut days: BTreeSet<String> = BTreeSet::new();
+    let mut report = |out: ConversationOutput, committed: Committed| -> std::io::Result<()> {
+        stats.sessions += out.sessions.len() as u64;
+        stats.sessions_analysed += committed.sessions as u64;
+        stats.alerts += out.alerts().count() as u64;
+        customers.extend(out.customers());
+        staff.extend(out.metrics.traffic.iter().map(|t| t.staff.clone()));
+        days.extend(out.days.iter().cloned());
+        sink.conversation(&out)?;
+        progress.advance();
+        Ok(())
     };
-    let mut touched: BTreeSet<String> = BTreeSet::new();
-    for key in &conversations {
-        let done = analyze_conversation(
+    // Three conversations at a time, one per stage: the next one loading, this one analysed on this
+    // thread, the last one committing. The store's I/O runs beside the analysis, not after it.
+    let load = |key: &str| {
+        let (store, tenant, key) = (store.clone(), opts.tenant.clone(), key.to_string());
+        tokio::spawn(async move { store.load_conversation(&tenant, &key).await })
+    };
+    let keys: Vec<&String> = conversations.iter().collect();
+    let mut loading = keys.first().map(|k| load(k));
+    let mut committing: Option<tokio::task::JoinHandle<anyhow::Result<_>>> = None;
+    for (i, key) in keys.iter().enumerate() {
+        let stored = loading.take().expect("a load per conversation").await??;
+        loading = keys.get(i + 1).map(|k| load(k));
+        let out = analyse(
             store,
             lexicons,
             analysers,
             opts,
+            &tenant,
             Some(run),
             key,
-            Fold::AfterBatch(&mut touched),
+            &stored,
         )
         .await?;
-        stats.sessions += done.sessions as u64;
-        stats.sessions_analysed += done.written as u64;
-        stats.alerts += done.alerts.len() as u64;
-        report.alerts.extend(done.alerts);
-        report.results.extend(done.results);
-        report.metrics.sessions.extend(done.metrics);
-        report.metrics.days.extend(done.days);
-        progress.advance();
+        if let Some(previous) = committing.take() {
+            let (out, committed) = previous.await??;
+            report(out, committed)?;
+        }
+        let store = store.clone();
+        committing = Some(tokio::spawn(async move {
+            let committed = store
+                .commit_conversation(&out)
+                .await
+                .with_context(|| format!("saving conversation {}", out.conversation))?;
+            Ok((out, committed))
+        }));
     }
-    report.sessions = report.results.len();
-    // A batch folds each customer once, after all their conversations in it were analysed.
-    let settings = store.tenant_settings(&opts.tenant).await?;
-    let library = settings.tag_library.as_ref();
-    report.customers = refresh_customers(store, analysers, opts, library, touched).await?;
-    report.customers.sort_by(|a, b| a.customer.cmp(&b.customer));
+    if let Some(last) = committing {
+        let (out, committed) = last.await??;
+        report(out, committed)?;
+    }
+    // A batch folds each customer once, after all their conversations in it were committed.
+    let library = tenant.settings.tag_library.as_ref();
+    fold_stale(store, analysers, Some(&opts.tenant), library).await?;
+    let mut duplicates: Vec<Duplicate> = Vec::new();
+    for customer in &customers {
+        let Some(r) = refresh(store, &opts.tenant, customer, library, analysers.llm, &[]).await?
+        else {
+            continue;
+        };
+        for d in &r.profile.duplicates {
+            if !duplicates.contains(d) {
+                duplicates.push(d.clone());
+            }
+        }
+        sink.customer(&r.profile)?;
+    }
     // Questions left unanswered in conversations this run did not touch fall due as the archive
     // moves on; they are raised now, with this run.
-    report
-        .alerts
-        .extend(store.raise_quiet_timeouts(Some(&opts.tenant)).await?);
-    for d in report.customers.iter().flat_map(|c| &c.duplicates) {
-        if !report.duplicates.contains(d) {
-            report.duplicates.push(d.clone());
-        }
-    }
-    report.metrics.staff_days = run_staff_days(store, &opts.tenant, &report.metrics).await?;
-    store
-        .finish_run(run, report.rejected_lines.len(), &stats)
-        .await?;
-    report.stats = stats;
-    Ok(report)
-}
-
-/// What analysing one conversation produced.
-pub struct ConversationDone {
-    pub sessions: usize,
-    /// Sessions whose analysis was written now (the others were unchanged since the last analysis).
-    pub written: usize,
-    pub results: Vec<SessionResult>,
-    pub alerts: Vec<Alert>,
-    pub metrics: Vec<SessionMetrics>,
-    /// Local dates the sessions have messages on.
-    pub days: BTreeSet<String>,
-}
-
-/// When the profiles of a conversation's customers are folded again.
-pub enum Fold<'a> {
-    /// Right after the conversation: a worker's job, or a re-analysis.
-    Now,
-    /// After the batch, once per customer: the customers are added to the set.
-    AfterBatch(&'a mut BTreeSet<String>),
+    let quiet_timeouts = store.raise_quiet_timeouts(Some(&opts.tenant)).await?;
+    stats.alerts += quiet_timeouts.len() as u64;
+    let staff_days = run_staff_days(store, &opts.tenant, &staff, &days).await?;
+    store.finish_run(run, reader.rejected.len(), &stats).await?;
+    sink.finish(RunSummary {
+        tenant: opts.tenant.clone(),
+        messages: stats.messages_read as usize,
+        sessions: stats.sessions as usize,
+        rejected_lines: std::mem::take(&mut reader.rejected),
+        quiet_timeouts,
+        staff_days,
+        duplicates,
+        stats: stats.clone(),
+    })?;
+    Ok(stats)
 }
 
 #[tracing::instrument(skip_all, fields(tenant = %opts.tenant, conversation = %key))]
-/// Rebuilds a conversation's sessions from everything stored for it and analyses each session whose
-/// inputs changed since it was last analysed. Running it twice, or concurrently, writes each session
-/// once: that is what lets a queue deliver a job more than once.
+/// Loads a conversation, analyses it, and commits what changed: sessions whose inputs changed are
+/// read again, the rest reused. Running it twice, or concurrently, writes each session once: that is
+/// what lets a queue deliver a job more than once. The profiles of the customers the commit changed
+/// are left stale for [`fold_stale`].
 pub async fn analyze_conversation(
     store: &Store,
     lexicons: &Registry,
     analysers: &Analysers<'_>,
     opts: &Options,
+    tenant: &TenantView,
     run: Option<i64>,
     key: &str,
-    fold: Fold<'_>,
-) -> anyhow::Result<ConversationDone> {
+) -> anyhow::Result<(ConversationOutput, Committed)> {
+    let stored = store.load_conversation(&opts.tenant, key).await?;
+    let out = analyse(store, lexicons, analysers, opts, tenant, run, key, &stored).await?;
+    let committed = store
+        .commit_conversation(&out)
+        .await
+        .with_context(|| format!("saving conversation {key}"))?;
+    Ok((out, committed))
+}
+
+/// The analysis of a loaded conversation: [`analysis::run`] offline; with a model, the sessions whose
+/// inputs changed are read by it between the core's steps.
+#[allow(clippy::too_many_arguments)]
+async fn analyse(
+    store: &Store,
+    lexicons: &Registry,
+    analysers: &Analysers<'_>,
+    opts: &Options,
+    tenant: &TenantView,
+    run: Option<i64>,
+    key: &str,
+    stored: &StoredConversation,
+) -> anyhow::Result<ConversationOutput> {
     // A lexicon file edited during a long run applies from the next conversation on; the engine's
     // fingerprint in the input hash keeps results from the old and new lexicon apart.
-    for (tenant, reloaded) in lexicons.reload_changed() {
+    for (t, reloaded) in lexicons.reload_changed() {
         match reloaded {
             Ok(errors) => {
-                tracing::info!(%tenant, skipped_lines = errors.len(), "lexicon reloaded");
+                tracing::info!(tenant = %t, skipped_lines = errors.len(), "lexicon reloaded");
                 for e in errors {
                     tracing::warn!("skipped line: {e}");
                 }
             }
-            Err(e) => tracing::warn!(%tenant, "lexicon not reloaded, keeping the old one: {e}"),
+            Err(e) => tracing::warn!(tenant = %t, "lexicon not reloaded, keeping the old one: {e}"),
         }
     }
-    let engine = lexicons.engine(&opts.tenant);
-    // Sessions are rebuilt from everything stored for the conversation, not just the latest input: a
-    // message arriving late in another file may bridge two sessions into one.
-    let messages = store.conversation_messages(&opts.tenant, key).await?;
-    if messages.is_empty() {
+    if stored.messages.is_empty() {
         anyhow::bail!(
             "conversation {key:?} of tenant {:?} has no stored messages",
             opts.tenant
         );
     }
-    let sessions = sessionize(&opts.tenant, messages, opts.idle_gap_ms);
-    let stored = store.sessions_of(&opts.tenant, key).await?;
-    let mut done = ConversationDone {
-        sessions: sessions.len(),
-        written: 0,
-        results: Vec::new(),
-        alerts: Vec::new(),
-        metrics: Vec::new(),
-        days: BTreeSet::new(),
+    let engine = lexicons.engine(&opts.tenant);
+    let cfg = analysis::Config {
+        tenant: &opts.tenant,
+        idle_gap_ms: opts.idle_gap_ms,
+        rules: opts.rules,
+        engine: &engine,
+        offline: analysers.offline,
+        model: analysers.llm.map_or("offline", |l| l.fingerprint()),
+        hours: &tenant.hours,
     };
-    for session in &sessions {
-        // Passages are part of the input: a changed knowledge base is a reason to analyse again.
-        let passages = match (analysers.llm, analysers.kb) {
-            (Some(_), Some(kb)) => kb.passages(&opts.tenant, session).await?,
-            _ => Vec::new(),
-        };
-        let hash = input_hash(session, &engine, analysers, opts, &passages);
-        let unchanged = stored
-            .iter()
-            .any(|s| s.id == session.id && s.input_hash == hash);
-        let loaded = if unchanged {
-            store.load_session(&opts.tenant, &session.id).await?
-        } else {
-            None
-        };
-        let (result, alerts) = match loaded {
-            Some(found) => found,
-            None => {
-                let alerts = scan_session(&engine, &opts.rules, session);
-                let mut result = analysers.offline.analyse(session, &alerts);
-                if let Some(llm) = analysers.llm {
-                    let (from_model, mut usage) =
-                        llm.analyse(&opts.tenant, session, &result, &passages).await;
-                    for u in &mut usage {
-                        u.run_id = run;
-                    }
-                    store.record_usage(&usage).await?;
-                    for u in &usage {
-                        metrics::counter!("huixi_llm_tokens_total", "kind" => "prompt")
-                            .increment(u.prompt_tokens);
-                        metrics::counter!("huixi_llm_tokens_total", "kind" => "completion")
-                            .increment(u.completion_tokens);
-                        metrics::counter!("huixi_llm_cost_micros_total")
-                            .increment((u.cost * 1e6) as u64);
-                    }
-                    result = from_model;
-                }
-                // A session with a failed agent is stored under a hash no input matches, so the
-                // next run tries it again (answers that did succeed come from the cache).
-                let stored_hash = if result.failures.is_empty() {
-                    hash.clone()
-                } else {
-                    format!("retry:{hash}")
-                };
-                let written = store
-                    .save_session(&opts.tenant, session, &stored_hash, &result, &alerts)
-                    .await
-                    .with_context(|| format!("saving session {}", session.id))?;
-                done.written += written as usize;
-                if written {
-                    for a in &alerts {
-                        metrics::counter!("huixi_alerts_total", "severity" => a.severity.as_str())
-                            .increment(1);
-                    }
-                }
-                (result, alerts)
+    let out = match analysers.llm {
+        None => analysis::run(&cfg, key, stored),
+        Some(llm) => {
+            let sessions = analysis::sessions(&cfg, stored);
+            let mut readings = Vec::with_capacity(sessions.len());
+            for session in &sessions {
+                readings.push(
+                    read_with_model(store, llm, analysers.kb, &cfg, stored, session, run).await?,
+                );
             }
-        };
-        done.alerts.extend(alerts);
-        done.results.push(result);
-    }
-    for gone in stored
-        .iter()
-        .filter(|s| !sessions.iter().any(|n| n.id == s.id))
-    {
-        store.delete_session(&opts.tenant, &gone.id).await?;
-    }
-    let settings = store.tenant_settings(&opts.tenant).await?;
-    let customers = beyond_sessions(store, opts, &settings, key, &sessions, &mut done).await?;
-    match fold {
-        // The profiles are in the store, which is where a worker's job leaves its results.
-        Fold::Now => {
-            let library = settings.tag_library.as_ref();
-            refresh_customers(store, analysers, opts, library, customers).await?;
+            analysis::finish(&cfg, key, stored, sessions, readings)
         }
-        Fold::AfterBatch(touched) => touched.extend(customers),
-    }
-    Ok(done)
-}
-
-/// What spans sessions, recomputed whenever a conversation is analysed: its metrics (a reply in the
-/// next session still answers the last one) and its customers' contributions. Returns the customers
-/// whose profiles to fold again.
-async fn beyond_sessions(
-    store: &Store,
-    opts: &Options,
-    settings: &TenantSettings,
-    key: &str,
-    sessions: &[Session],
-    done: &mut ConversationDone,
-) -> anyhow::Result<BTreeSet<String>> {
-    let tenant = opts.tenant.as_str();
-    let hours = settings
-        .calendar
-        .hours()
-        .map_err(|e| anyhow::anyhow!("calendar of tenant {tenant:?}: {e}"))?;
-    let horizon = store.archive_horizon(tenant).await?;
-    // Stored sessions come back with the timeouts raised last time; they are raised afresh here.
-    done.alerts.retain(|a| a.kind != TIMEOUT_KIND);
-    let measured = trajectory::measure(sessions, &done.results, &done.alerts, &hours, horizon);
-    done.metrics = sessions
-        .iter()
-        .map(|s| session_metrics(&s.id, &measured.turns, &measured.traffic, horizon))
-        .collect();
-    done.days = measured.traffic.iter().map(|t| t.day.clone()).collect();
-    done.alerts.extend(measured.timeouts.iter().cloned());
-
-    let contributed: Vec<_> = sessions
-        .iter()
-        .zip(&done.results)
-        .flat_map(|(s, r)| contributions(s, r))
-        .collect();
-    let mut customers = store
-        .replace_conversation_extras(tenant, key, &measured, &contributed)
-        .await
-        .with_context(|| format!("saving the metrics and customer contributions of {key}"))?;
-    // All of the conversation's customers, changed or not: a re-analysis asked for recomputes them.
-    customers.extend(contributed.into_iter().map(|c| c.customer));
-    Ok(customers)
-}
-
-/// Folds the profiles of these customers again, and of the customers found to share a phone or name
-/// with them (their 撞单 changed too).
-async fn refresh_customers(
-    store: &Store,
-    analysers: &Analysers<'_>,
-    opts: &Options,
-    library: Option<&TagLibrary>,
-    customers: BTreeSet<String>,
-) -> anyhow::Result<Vec<CustomerProfile>> {
-    let tenant = opts.tenant.as_str();
-    let mut customers: Vec<String> = customers.into_iter().rev().collect();
-    let mut refreshed: BTreeSet<String> = BTreeSet::new();
-    let mut out = Vec::new();
-    while let Some(customer) = customers.pop() {
-        if !refreshed.insert(customer.clone()) {
-            continue;
+    };
+    // Counted as read, whether or not the commit then finds them stored already.
+    for s in out.sessions.iter().filter(|s| s.write.is_some()) {
+        for a in &s.alerts {
+            metrics::counter!("huixi_alerts_total", "severity" => a.severity.as_str()).increment(1);
         }
-        let Some(profile) = refresh(store, tenant, &customer, library, analysers.llm).await? else {
-            continue;
-        };
-        // A phone this customer wrote may also be another customer's: their 撞单 changed too.
-        for d in &profile.duplicates {
-            customers.extend(
-                d.customers
-                    .iter()
-                    .filter(|c| !refreshed.contains(*c))
-                    .cloned(),
-            );
-        }
-        out.push(profile);
     }
     Ok(out)
+}
+
+/// One session's reading on the model path: the knowledge-base passages are part of its input (a
+/// changed knowledge base is a reason to ask again), the offline reading is the model's starting point.
+async fn read_with_model(
+    store: &Store,
+    llm: &LlmAnalysers,
+    kb: Option<&Knowledge>,
+    cfg: &analysis::Config<'_>,
+    stored: &StoredConversation,
+    session: &crate::archive::Session,
+    run: Option<i64>,
+) -> anyhow::Result<Reading> {
+    let passages = match kb {
+        Some(kb) => kb.passages(cfg.tenant, session).await?,
+        None => Vec::new(),
+    };
+    let hash = analysis::input_hash(cfg, session, &passages);
+    if let Some((result, alerts)) = analysis::reuse(stored, session, &hash) {
+        return Ok(Reading::Unchanged(result, alerts));
+    }
+    let (offline, alerts) = analysis::read_offline(cfg, session);
+    let (result, mut usage) = llm.analyse(cfg.tenant, session, &offline, &passages).await;
+    for u in &mut usage {
+        u.run_id = run;
+    }
+    store.record_usage(&usage).await?;
+    for u in &usage {
+        metrics::counter!("huixi_llm_tokens_total", "kind" => "prompt").increment(u.prompt_tokens);
+        metrics::counter!("huixi_llm_tokens_total", "kind" => "completion")
+            .increment(u.completion_tokens);
+        metrics::counter!("huixi_llm_cost_micros_total").increment((u.cost * 1e6) as u64);
+    }
+    // A session with a failed agent is stored under a hash no input matches, so the next run tries
+    // it again (answers that did succeed come from the cache).
+    let hash = if result.failures.is_empty() {
+        hash
+    } else {
+        format!("retry:{hash}")
+    };
+    Ok(Reading::Fresh {
+        hash,
+        result,
+        alerts,
+    })
+}
+
+/// Folds the profiles that commits made stale, each customer once however many of its conversations
+/// were committed, until none is left; one tenant's, or every tenant's. A profile that changed makes
+/// the customers it shares a phone or name with stale in turn (their 撞单 changed too). Returns the
+/// profiles written.
+pub async fn fold_stale(
+    store: &Store,
+    analysers: &Analysers<'_>,
+    tenant: Option<&str>,
+    library: Option<&crate::customers::TagLibrary>,
+) -> anyhow::Result<usize> {
+    let mut written = 0;
+    let mut libraries: std::collections::BTreeMap<String, Option<crate::customers::TagLibrary>> =
+        Default::default();
+    loop {
+        let stale = store.stale_customers(tenant, 1_000).await?;
+        if stale.is_empty() {
+            return Ok(written);
+        }
+        for s in stale {
+            let library = match (tenant, library) {
+                (Some(_), l) => l.cloned(),
+                (None, _) => match libraries.get(&s.tenant) {
+                    Some(l) => l.clone(),
+                    None => {
+                        let l = store.tenant_settings(&s.tenant).await?.tag_library;
+                        libraries.insert(s.tenant.clone(), l.clone());
+                        l
+                    }
+                },
+            };
+            let Some(r) = refresh(
+                store,
+                &s.tenant,
+                &s.customer,
+                library.as_ref(),
+                analysers.llm,
+                &s.marks,
+            )
+            .await
+            .with_context(|| format!("folding the profile of {}", s.customer))?
+            else {
+                continue;
+            };
+            if r.written {
+                written += 1;
+                let partners: BTreeSet<&String> = r
+                    .profile
+                    .duplicates
+                    .iter()
+                    .flat_map(|d| &d.customers)
+                    .filter(|c| **c != s.customer)
+                    .collect();
+                store
+                    .mark_stale(&s.tenant, partners.into_iter().map(String::as_str))
+                    .await?;
+            }
+        }
+    }
+}
+
+/// Folds these customers' profiles now (a re-analysis asked for recomputes them, changed or not),
+/// then whatever that made stale.
+pub async fn refresh_now(
+    store: &Store,
+    analysers: &Analysers<'_>,
+    tenant: &TenantView,
+    tenant_id: &str,
+    customers: &BTreeSet<String>,
+) -> anyhow::Result<()> {
+    let library = tenant.settings.tag_library.as_ref();
+    for c in customers {
+        if let Some(r) = refresh(store, tenant_id, c, library, analysers.llm, &[]).await? {
+            if r.written {
+                let partners = r
+                    .profile
+                    .duplicates
+                    .iter()
+                    .flat_map(|d| &d.customers)
+                    .filter(|p| *p != c)
+                    .map(String::as_str)
+                    .collect::<BTreeSet<_>>();
+                store.mark_stale(tenant_id, partners.into_iter()).await?;
+            }
+        }
+    }
+    fold_stale(store, analysers, Some(tenant_id), library).await?;
+    Ok(())
 }
 
 /// Per staff member and day, over the days the run's sessions touched, for the staff in them.
 async fn run_staff_days(
     store: &Store,
     tenant: &str,
-    metrics: &RunMetrics,
+    staff: &BTreeSet<String>,
+    days: &BTreeSet<String>,
 ) -> anyhow::Result<Vec<StaffDay>> {
-    let (Some(first), Some(last)) = (metrics.days.first(), metrics.days.last()) else {
+    let (Some(first), Some(last)) = (days.first(), days.last()) else {
         return Ok(Vec::new());
     };
-    let staff: BTreeSet<&str> = metrics
-        .sessions
-        .iter()
-        .flat_map(|m| m.staff.iter().map(String::as_str))
-        .collect();
-    let filter = MetricsFilter {
-        from_day: Some(first.clone()),
-        to_day: Some(last.clone()),
-        ..MetricsFilter::default()
-    };
-    let (turns, traffic) = store.metrics_rows(tenant, &filter).await?;
     let horizon = store.archive_horizon(tenant).await?;
-    Ok(trajectory::staff_days(&turns, &traffic, horizon)
-        .into_iter()
-        .filter(|d| staff.contains(d.staff.as_str()) && metrics.days.contains(&d.day))
-        .collect())
-}
-
-fn input_hash(
-    session: &Session,
-    engine: &Engine,
-    analysers: &Analysers<'_>,
-    opts: &Options,
-    passages: &[Passage],
-) -> String {
-    let mut h = Sha256::new();
-    let rules = format!(
-        "{}:{}:{}",
-        opts.rules.redpacket_threshold_fen, opts.rules.transfer_threshold_fen, opts.idle_gap_ms
-    );
-    for part in [
-        analysers.offline.fingerprint(),
-        analysers.llm.map_or("offline", |l| l.fingerprint()),
-        engine.fingerprint(),
-        rules.as_str(),
-    ] {
-        h.update(part.as_bytes());
-        h.update([0]);
+    let mut out = Vec::new();
+    // One staff member at a time: each query is bounded by the (tenant, staff, day) index.
+    for s in staff {
+        let filter = MetricsFilter {
+            staff: Some(s.clone()),
+            from_day: Some(first.clone()),
+            to_day: Some(last.clone()),
+            ..MetricsFilter::default()
+        };
+        let (turns, traffic) = store.metrics_rows(tenant, &filter).await?;
+        out.extend(
+            trajectory::staff_days(&turns, &traffic, horizon)
+                .into_iter()
+                .filter(|d| days.contains(&d.day)),
+        );
     }
-    for m in &session.messages {
-        h.update(m.raw.as_bytes());
-        h.update([0]);
-    }
-    for p in passages {
-        h.update(p.id.as_bytes());
-        h.update(p.text.as_bytes());
-        h.update([0]);
-    }
-    hex(&h.finalize())
+    Ok(out)
 }

@@ -145,6 +145,7 @@ pub async fn put_tag_library(
             &customer,
             Some(&library),
             state.ctx.llm.as_ref(),
+            &[],
         )
         .await
         .map_err(|e| {
@@ -154,7 +155,7 @@ pub async fn put_tag_library(
                 format!("the library is stored, re-tagging stopped at customer {customer}"),
             )
         })?;
-        suggested += r.map_or(0, |p| p.tags.len());
+        suggested += r.map_or(0, |r| r.profile.tags.len());
     }
     let tags: usize = library.groups.iter().map(|g| g.tags.len()).sum();
     Ok(Json(json!({

@@ -9,5 +9,5 @@ mod reader;
 mod session;
 
 pub use message::{Action, Event, Message, Role};
-pub use reader::{read_files, RejectedLine};
+pub use reader::{read_files, ArchiveReader, RejectedLine};
 pub use session::{conversation_key, sessionize, Session, SessionKind};

@@ -2,7 +2,7 @@
 //! reading goes on; only a file that cannot be opened at all stops the run.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
@@ -28,59 +28,87 @@ pub struct ReadOutcome {
 
 /// Reads every file in order. Errors only when a file cannot be opened or read.
 pub fn read_files(paths: &[PathBuf]) -> std::io::Result<ReadOutcome> {
+    let mut reader = ArchiveReader::new(paths);
     let mut out = ReadOutcome::default();
-    let mut seen = std::collections::HashSet::new();
-    for path in paths {
-        read_one(path, &mut out, &mut seen)?;
+    while let Some(batch) = reader.next_batch(usize::MAX)? {
+        out.messages.extend(batch);
     }
+    out.rejected = reader.rejected;
+    out.duplicates = reader.duplicates;
     Ok(out)
 }
 
-fn read_one(
-    path: &Path,
-    out: &mut ReadOutcome,
-    seen: &mut std::collections::HashSet<String>,
-) -> std::io::Result<()> {
-    let file = std::fs::File::open(path).map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
-    })?;
-    let mut reader = BufReader::new(file);
-    let name = path.display().to_string();
-    let mut buf = Vec::new();
-    let mut number = 0;
-    loop {
-        buf.clear();
-        let n = reader
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot read {name}: {e}")))?;
-        if n == 0 {
-            break;
-        }
-        number += 1;
-        let reject = |error: String| RejectedLine {
-            file: name.clone(),
-            line: number,
-            error,
-        };
-        let line = match std::str::from_utf8(&buf) {
-            Ok(s) => s
-                .trim_end_matches(['\n', '\r'])
-                .trim_start_matches('\u{feff}'),
-            Err(e) => {
-                out.rejected.push(reject(format!("not UTF-8: {e}")));
-                continue;
-            }
-        };
-        if line.trim().is_empty() {
-            continue;
-        }
-        match Message::parse(line) {
-            Ok(m) if !seen.insert(m.msgid.clone()) => out.duplicates += 1,
-            Ok(m) => out.messages.push(m),
-            Err(e) => out.rejected.push(reject(e.to_string())),
+/// Reads files a batch of messages at a time, so a run holds one batch, not the archive.
+pub struct ArchiveReader {
+    paths: Vec<PathBuf>,
+    /// The file being read, its name and the last line number read.
+    current: Option<(BufReader<std::fs::File>, String, usize)>,
+    seen: std::collections::HashSet<String>,
+    pub rejected: Vec<RejectedLine>,
+    /// Lines whose msgid was already read earlier in the same input.
+    pub duplicates: usize,
+}
+
+impl ArchiveReader {
+    pub fn new(paths: &[PathBuf]) -> ArchiveReader {
+        ArchiveReader {
+            paths: paths.iter().rev().cloned().collect(),
+            current: None,
+            seen: Default::default(),
+            rejected: Vec::new(),
+            duplicates: 0,
         }
     }
-    Ok(())
+
+    /// Up to `max` accepted messages, in file and line order; `None` once every file is read.
+    pub fn next_batch(&mut self, max: usize) -> std::io::Result<Option<Vec<Message>>> {
+        let mut batch = Vec::new();
+        let mut buf = Vec::new();
+        while batch.len() < max {
+            let Some((reader, name, number)) = &mut self.current else {
+                let Some(path) = self.paths.pop() else {
+                    break;
+                };
+                let file = std::fs::File::open(&path).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
+                })?;
+                self.current = Some((BufReader::new(file), path.display().to_string(), 0));
+                continue;
+            };
+            buf.clear();
+            let n = reader
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("cannot read {name}: {e}")))?;
+            if n == 0 {
+                self.current = None;
+                continue;
+            }
+            *number += 1;
+            let reject = |error: String| RejectedLine {
+                file: name.clone(),
+                line: *number,
+                error,
+            };
+            let line = match std::str::from_utf8(&buf) {
+                Ok(s) => s
+                    .trim_end_matches(['\n', '\r'])
+                    .trim_start_matches('\u{feff}'),
+                Err(e) => {
+                    self.rejected.push(reject(format!("not UTF-8: {e}")));
+                    continue;
+                }
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            match Message::parse(line) {
+                Ok(m) if !self.seen.insert(m.msgid.clone()) => self.duplicates += 1,
+                Ok(m) => batch.push(m),
+                Err(e) => self.rejected.push(reject(e.to_string())),
+            }
+        }
+        Ok((!batch.is_empty()).then_some(batch))
+    }
 }
 
 #[cfg(test)]

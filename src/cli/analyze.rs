@@ -8,9 +8,12 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use super::analysis::AnalysisArgs;
+use crate::agents::SessionResult;
+use crate::analysis::ConversationOutput;
+use crate::customers::CustomerProfile;
 use crate::customers::TagLibrary;
-use crate::pipeline::{self, Report};
-use crate::sensitive::Severity;
+use crate::pipeline::{self, ReportSink, RunSummary};
+use crate::sensitive::{Alert, Severity};
 use crate::store::Store;
 use crate::trajectory::Calendar;
 
@@ -91,13 +94,21 @@ pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         );
         bar
     };
-    let report = pipeline::analyze(
+    // Buffered: stdout is line-buffered, and a report is a write(2) per line otherwise.
+    let out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut sink: Box<dyn ReportSink> = if args.json {
+        Box::new(JsonReport::new(out)?)
+    } else {
+        Box::new(Summary::new(out))
+    };
+    pipeline::analyze(
         &store,
         &ctx.lexicons,
         &ctx.analysers(),
         &args.files,
         &opts,
         &bar,
+        sink.as_mut(),
     )
     .await?;
     bar.finish_and_clear();
@@ -105,20 +116,234 @@ pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         let (requests, retries) = llm.traffic();
         tracing::info!(requests, retries, "model endpoint traffic");
     }
-    // Buffered: stdout is line-buffered, and a pretty report is a write(2) per line otherwise.
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-    } else {
-        print_summary(&mut out, &report)?;
-    }
-    out.flush()?;
     Ok(())
 }
 
-fn print_summary(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
-    let count = |s: Severity| r.alerts.iter().filter(|a| a.severity == s).count();
+/// The `--json` document, written as the run goes: results and customers straight to the output,
+/// alerts and per-session metrics to spool files that are copied in at the end, so the document of a
+/// million-message run never sits in memory. The fields are those of the whole document; their order
+/// is the run's.
+struct JsonReport<W: Write> {
+    out: W,
+    /// Which array is open on the output: 0 results, 1 customers.
+    open: u8,
+    first: bool,
+    alerts: Spool,
+    metrics: Spool,
+}
+
+impl<W: Write> JsonReport<W> {
+    fn new(mut out: W) -> std::io::Result<JsonReport<W>> {
+        out.write_all(b"{\n\"results\": [")?;
+        Ok(JsonReport {
+            out,
+            open: 0,
+            first: true,
+            alerts: Spool::new()?,
+            metrics: Spool::new()?,
+        })
+    }
+
+    fn item(&mut self, value: &impl serde::Serialize) -> std::io::Result<()> {
+        self.out
+            .write_all(if self.first { b"\n" } else { b",\n" })?;
+        self.first = false;
+        serde_json::to_writer(&mut self.out, value)?;
+        Ok(())
+    }
+}
+
+impl<W: Write> ReportSink for JsonReport<W> {
+    fn conversation(&mut self, out: &ConversationOutput) -> std::io::Result<()> {
+        for s in &out.sessions {
+            self.item(&s.result)?;
+        }
+        for a in out.alerts() {
+            self.alerts.push(a)?;
+        }
+        for m in &out.session_metrics {
+            self.metrics.push(m)?;
+        }
+        Ok(())
+    }
+
+    fn customer(&mut self, profile: &CustomerProfile) -> std::io::Result<()> {
+        if self.open == 0 {
+            self.out.write_all(b"\n],\n\"customers\": [")?;
+            self.open = 1;
+            self.first = true;
+        }
+        self.item(profile)
+    }
+
+    fn finish(&mut self, r: RunSummary) -> std::io::Result<()> {
+        if self.open == 0 {
+            self.out.write_all(b"\n],\n\"customers\": [")?;
+        }
+        self.out.write_all(b"\n],\n\"alerts\": [")?;
+        for a in &r.quiet_timeouts {
+            self.alerts.push(a)?;
+        }
+        self.alerts.copy_to(&mut self.out)?;
+        self.out.write_all(b"],\n\"metrics\": {\"sessions\": [")?;
+        self.metrics.copy_to(&mut self.out)?;
+        self.out.write_all(b"], \"staff_days\": ")?;
+        serde_json::to_writer(&mut self.out, &r.staff_days)?;
+        let tail = serde_json::json!({
+            "tenant": r.tenant,
+            "sessions": r.sessions,
+            "messages": r.messages,
+            "rejected_lines": r.rejected_lines,
+            "duplicates": r.duplicates,
+        });
+        // The remaining fields, as the members of one more object spliced in.
+        let tail = tail.to_string();
+        write!(self.out, "}},\n{}\n", &tail[1..])?;
+        self.out.flush()
+    }
+}
+
+/// An unnamed temporary file: items written as the run goes, copied into the report at the end.
+struct Spool {
+    file: std::io::BufWriter<std::fs::File>,
+    first: bool,
+}
+
+impl Spool {
+    fn new() -> std::io::Result<Spool> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "huixi-report-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        // Gone from the directory at once; the open file lives until the spool is dropped.
+        std::fs::remove_file(&path)?;
+        Ok(Spool {
+            file: std::io::BufWriter::new(file),
+            first: true,
+        })
+    }
+
+    fn push(&mut self, value: &impl serde::Serialize) -> std::io::Result<()> {
+        self.file
+            .write_all(if self.first { b"\n" } else { b",\n" })?;
+        self.first = false;
+        serde_json::to_writer(&mut self.file, value)?;
+        Ok(())
+    }
+
+    fn copy_to(&mut self, out: &mut impl Write) -> std::io::Result<()> {
+        use std::io::Seek;
+        self.file.flush()?;
+        let file = self.file.get_mut();
+        file.rewind()?;
+        std::io::copy(file, out)?;
+        Ok(())
+    }
+}
+
+/// How many sessions, alerts and customers the readable summary lists one by one; past that it shows
+/// totals and the most severe alerts.
+const LISTED: usize = 200;
+
+/// The readable summary. It keeps at most [`LISTED`] of each kind of line, so a run of any size
+/// prints a screenful of what matters, not every session.
+struct Summary<W: Write> {
+    out: W,
+    sessions: Vec<SessionResult>,
+    more_sessions: usize,
+    /// The most severe alerts, high first.
+    alerts: Vec<Alert>,
+    alert_counts: [usize; 3],
+    customers: Vec<CustomerProfile>,
+    more_customers: usize,
+    analysed: u64,
+}
+
+impl<W: Write> Summary<W> {
+    fn new(out: W) -> Summary<W> {
+        Summary {
+            out,
+            sessions: Vec::new(),
+            more_sessions: 0,
+            alerts: Vec::new(),
+            alert_counts: [0; 3],
+            customers: Vec::new(),
+            more_customers: 0,
+            analysed: 0,
+        }
+    }
+
+    fn alert(&mut self, a: &Alert) {
+        let rank = |s: Severity| match s {
+            Severity::High => 0,
+            Severity::Medium => 1,
+            Severity::Low => 2,
+        };
+        self.alert_counts[rank(a.severity)] += 1;
+        if self.alerts.len() < LISTED {
+            self.alerts.push(a.clone());
+        } else if let Some(worst) = self
+            .alerts
+            .iter()
+            .rposition(|b| rank(b.severity) > rank(a.severity))
+        {
+            // A more severe alert replaces the last of the least severe kept.
+            self.alerts.remove(worst);
+            self.alerts.push(a.clone());
+        }
+    }
+}
+
+impl<W: Write> ReportSink for Summary<W> {
+    fn conversation(&mut self, out: &ConversationOutput) -> std::io::Result<()> {
+        for s in &out.sessions {
+            self.analysed += u64::from(s.write.is_some());
+            if self.sessions.len() < LISTED {
+                self.sessions.push(s.result.clone());
+            } else {
+                self.more_sessions += 1;
+            }
+        }
+        for a in out.alerts() {
+            self.alert(a);
+        }
+        Ok(())
+    }
+
+    fn customer(&mut self, profile: &CustomerProfile) -> std::io::Result<()> {
+        if self.customers.len() < LISTED {
+            self.customers.push(profile.clone());
+        } else {
+            self.more_customers += 1;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, r: RunSummary) -> std::io::Result<()> {
+        for a in &r.quiet_timeouts {
+            self.alert(a);
+        }
+        self.alerts.sort_by_key(|a| match a.severity {
+            Severity::High => 0,
+            Severity::Medium => 1,
+            Severity::Low => 2,
+        });
+        print_summary(self, &r)?;
+        self.out.flush()
+    }
+}
+
+fn print_summary<W: Write>(sum: &mut Summary<W>, r: &RunSummary) -> std::io::Result<()> {
+    let [high, medium, low] = sum.alert_counts;
+    let out = &mut sum.out;
     writeln!(out, "huixi analyze — tenant {}", r.tenant)?;
     writeln!(
         out,
@@ -131,26 +356,31 @@ fn print_summary(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
         out,
         "  {} sessions ({} analysed now, {} unchanged since the last run)",
         r.sessions,
-        r.stats.sessions_analysed,
-        r.sessions as u64 - r.stats.sessions_analysed
+        sum.analysed,
+        r.sessions as u64 - sum.analysed
     )?;
     writeln!(
         out,
-        "  {} alerts: {} high, {} medium, {} low",
-        r.alerts.len(),
-        count(Severity::High),
-        count(Severity::Medium),
-        count(Severity::Low)
+        "  {} alerts: {high} high, {medium} medium, {low} low",
+        high + medium + low,
     )?;
     if !r.rejected_lines.is_empty() {
         writeln!(out, "\nRejected lines")?;
-        for l in &r.rejected_lines {
+        for l in r.rejected_lines.iter().take(LISTED) {
             writeln!(out, "  {}:{}: {}", l.file, l.line, l.error)?;
         }
+        if r.rejected_lines.len() > LISTED {
+            writeln!(out, "  … and {} more", r.rejected_lines.len() - LISTED)?;
+        }
     }
-    if !r.alerts.is_empty() {
-        writeln!(out, "\nAlerts")?;
-        for a in &r.alerts {
+    if !sum.alerts.is_empty() {
+        let shown = sum.alerts.len();
+        if shown < high + medium + low {
+            writeln!(out, "\nAlerts (the {shown} most severe)")?;
+        } else {
+            writeln!(out, "\nAlerts")?;
+        }
+        for a in &sum.alerts {
             writeln!(
                 out,
                 "  [{:<6}] {} / {} «{}» {} {}: {}",
@@ -165,7 +395,7 @@ fn print_summary(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
         }
     }
     writeln!(out, "\nSessions")?;
-    for s in &r.results {
+    for s in &sum.sessions {
         let emotion = |e: &Option<crate::agents::Emotion>| {
             e.as_ref().map_or("-".to_string(), |e| {
                 format!("{:?} {:+.2}", e.label, e.score)
@@ -215,13 +445,16 @@ fn print_summary(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
             writeln!(out, "      FAILED {}: {}", f.agent, f.error)?;
         }
     }
-    if !r.metrics.staff_days.is_empty() {
+    if sum.more_sessions > 0 {
+        writeln!(out, "  … and {} more sessions", sum.more_sessions)?;
+    }
+    if !r.staff_days.is_empty() {
         writeln!(
             out,
             "\nStaff by day (working-time response seconds: first / mean / p90)"
         )?;
         let secs = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{s:.0}"));
-        for d in &r.metrics.staff_days {
+        for d in r.staff_days.iter().take(LISTED) {
             writeln!(
                 out,
                 "  {} {}  {} sessions, {} in / {} out, response {} / {} / {}, {} overdue, {:.0}% negative",
@@ -238,9 +471,9 @@ fn print_summary(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
             )?;
         }
     }
-    if !r.customers.is_empty() {
+    if !sum.customers.is_empty() {
         writeln!(out, "\nCustomers")?;
-        for c in &r.customers {
+        for c in &sum.customers {
             let moves: Vec<String> = c
                 .stage_history
                 .iter()
@@ -270,9 +503,12 @@ fn print_summary(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
             }
         }
     }
+    if sum.more_customers > 0 {
+        writeln!(out, "  … and {} more customers", sum.more_customers)?;
+    }
     if !r.duplicates.is_empty() {
         writeln!(out, "\n撞单")?;
-        for d in &r.duplicates {
+        for d in r.duplicates.iter().take(LISTED) {
             writeln!(
                 out,
                 "  {} {} customers {} staff {} evidence {}",

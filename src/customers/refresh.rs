@@ -9,15 +9,26 @@ use crate::agents::offline::VERSION;
 use crate::digest::hash_parts;
 use crate::store::{contributions_hash, Store};
 
+/// What a refresh found.
+pub struct Refreshed {
+    pub profile: CustomerProfile,
+    /// Whether the stored profile changed.
+    pub written: bool,
+}
+
+/// Brings the customer's profile up to date. `marks` are the stale-customer marks it answers, cleared
+/// whatever the outcome: a profile that was already current needs nothing more.
 pub async fn refresh(
     store: &Store,
     tenant: &str,
     customer: &str,
     library: Option<&TagLibrary>,
     llm: Option<&LlmAnalysers>,
-) -> anyhow::Result<Option<CustomerProfile>> {
+    marks: &[i64],
+) -> anyhow::Result<Option<Refreshed>> {
     let contributions = store.contributions_of(tenant, customer).await?;
     if contributions.is_empty() {
+        store.clear_stale(marks).await?;
         return Ok(None);
     }
     let folded = contributions_hash(&contributions);
@@ -44,7 +55,13 @@ pub async fn refresh(
         .await?
         .filter(|(_, hash)| hash.starts_with(&profile_key));
     let (mut profile, write_hash) = match stored {
-        Some((profile, hash)) if hash == input_hash => return Ok(Some(profile)),
+        Some((profile, hash)) if hash == input_hash => {
+            store.clear_stale(marks).await?;
+            return Ok(Some(Refreshed {
+                profile,
+                written: false,
+            }));
+        }
         // Only the library changed: re-tag the stored profile, with no fold and no model call.
         Some((profile, _)) => (profile, input_hash),
         None => {
@@ -72,9 +89,9 @@ pub async fn refresh(
     profile.tags = library
         .map(|l| l.suggest(&profile, &contributions))
         .unwrap_or_default();
-    // Not written when a fold that saw newer contributions wrote first: its profile is the one kept.
-    store
-        .save_profile(tenant, &profile, &folded, &write_hash)
+    // Not written when newer contributions were committed meanwhile: their own fold writes.
+    let written = store
+        .save_profile(tenant, &profile, &folded, &write_hash, marks)
         .await?;
-    Ok(Some(profile))
+    Ok(Some(Refreshed { profile, written }))
 }

@@ -12,7 +12,7 @@ use crate::agents::llm::{LlmAnalysers, Prices};
 use crate::agents::offline::OfflineAnalysers;
 use crate::agents::{AgentSet, SessionResult, Sources};
 use crate::llm::{AnswerCache, Endpoint, LlmConfig};
-use crate::sensitive::{scan_session, Alert, Engine, RiskRules};
+use crate::sensitive::{Alert, Engine, RiskRules};
 
 /// What one case produced under one variant.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,8 +58,13 @@ pub async fn run_variant(
         let llm = llm.clone();
         async move {
             let started = Instant::now();
-            let alerts = scan_session(local.engine, &RiskRules::default(), &case.session);
-            let offline = local.offline.analyse(&case.session, &alerts);
+            // The same reading of a session as `analyze` and the workers make.
+            let (offline, alerts) = crate::analysis::read_session(
+                local.engine,
+                &RiskRules::default(),
+                local.offline,
+                &case.session,
+            );
             let (result, usage) = match &llm {
                 Some(l) => l.analyse("eval", &case.session, &offline, &[]).await,
                 None => (offline, Vec::new()),

@@ -2,10 +2,11 @@
 //! suggestions. Contributions are replaced per conversation; a profile is written only when what it was
 //! folded from changed, in a transaction that checks nobody folded newer contributions meanwhile.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use sqlx::Row;
 
+use super::rows::{insert_rows, Value};
 use super::webhooks::enqueue_event;
 use super::{delete_rows, now_ms, optional_text, text, Dialect, Store, StoreError};
 use crate::customers::duplicates::IdentifierRow;
@@ -126,25 +127,117 @@ impl Store {
         .transpose()
     }
 
+    /// Up to `limit` customers whose profiles a commit made stale, oldest first, with the marks that
+    /// say so; every tenant's when `tenant` is `None`. A customer with fifty conversations in a batch
+    /// comes back once, with fifty marks.
+    pub async fn stale_customers(
+        &self,
+        tenant: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<StaleCustomer>, StoreError> {
+        let rows = match tenant {
+            Some(t) => sqlx::query(
+                "SELECT id, tenant, customer FROM huixi_stale_customers WHERE tenant = ? ORDER BY id LIMIT ?",
+            )
+            .bind(t)
+            .bind(limit),
+            None => sqlx::query(
+                "SELECT id, tenant, customer FROM huixi_stale_customers ORDER BY id LIMIT ?",
+            )
+            .bind(limit),
+        }
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_customer: BTreeMap<(String, String), Vec<i64>> = BTreeMap::new();
+        for r in &rows {
+            by_customer
+                .entry((text(r, 1)?, text(r, 2)?))
+                .or_default()
+                .push(r.try_get(0)?);
+        }
+        Ok(by_customer
+            .into_iter()
+            .map(|((tenant, customer), marks)| StaleCustomer {
+                tenant,
+                customer,
+                marks,
+            })
+            .collect())
+    }
+
+    /// Marks customers' profiles stale (their 撞单 changed with another customer's profile).
+    pub async fn mark_stale<'a>(
+        &self,
+        tenant: &str,
+        customers: impl Iterator<Item = &'a str>,
+    ) -> Result<(), StoreError> {
+        let rows: Vec<Vec<Value>> = customers
+            .map(|c| vec![Value::from(tenant), Value::from(c)])
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        insert_rows(
+            &mut tx,
+            "INSERT INTO huixi_stale_customers (tenant, customer)",
+            rows,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The customer's profile is up to date for these marks: they are removed (marks added since
+    /// stay, and bring the customer back).
+    pub async fn clear_stale(&self, marks: &[i64]) -> Result<(), StoreError> {
+        if marks.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        clear_marks(&mut tx, marks).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Writes a profile and its tag suggestions, if the customer's contributions are still the ones it
-    /// was folded from (`folded`: [`contributions_hash`] of them). Returns whether it wrote.
+    /// was folded from (`folded`: [`contributions_hash`] of them), and clears the marks it answers.
+    /// Returns whether it wrote.
+    ///
+    /// The customer's row is locked first, by an upsert that creates it when missing (rolled back
+    /// unless the profile is written), so folds of one customer queue on one row, and the
+    /// contributions read under that lock are the newest committed: a fold that saw fewer never
+    /// overwrites one that saw more.
     pub async fn save_profile(
         &self,
         tenant: &str,
         profile: &CustomerProfile,
         folded: &str,
         input_hash: &str,
+        marks: &[i64],
     ) -> Result<bool, StoreError> {
         let customer = profile.customer.as_str();
         let mut tx = self.pool.begin().await?;
         let lock = match self.dialect {
-            Dialect::MySql => " FOR UPDATE",
-            Dialect::Sqlite => "",
+            Dialect::Sqlite => {
+                "INSERT INTO huixi_customers (tenant, customer, profile, input_hash, updated_at) \
+                 VALUES (?, ?, '', '', 0) ON CONFLICT (tenant, customer) DO UPDATE SET \
+                 updated_at = huixi_customers.updated_at"
+            }
+            Dialect::MySql => {
+                "INSERT INTO huixi_customers (tenant, customer, profile, input_hash, updated_at) \
+                 VALUES (?, ?, '', '', 0) ON DUPLICATE KEY UPDATE updated_at = updated_at"
+            }
         };
-        let now: Vec<Contribution> = sqlx::query(&format!(
+        sqlx::query(lock)
+            .bind(tenant)
+            .bind(customer)
+            .execute(&mut *tx)
+            .await?;
+        let now: Vec<Contribution> = sqlx::query(
             "SELECT contribution FROM huixi_customer_sessions WHERE tenant = ? AND customer = ? \
-             ORDER BY start_ms, session_id{lock}"
-        ))
+             ORDER BY start_ms, session_id",
+        )
         .bind(tenant)
         .bind(customer)
         .fetch_all(&mut *tx)
@@ -152,54 +245,66 @@ impl Store {
         .iter()
         .map(|r| contribution(r, customer))
         .collect::<Result<_, _>>()?;
-        if contributions_hash(&now) != folded {
-            // Another worker stored newer contributions; its fold, which sees them, writes instead.
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        let stored = sqlx::query(&format!(
-            "SELECT input_hash FROM huixi_customers WHERE tenant = ? AND customer = ?{lock}"
-        ))
-        .bind(tenant)
-        .bind(customer)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = &stored {
-            if text(row, 0)? == input_hash {
-                tx.rollback().await?;
-                return Ok(false);
-            }
-        }
-        let json = serde_json::to_string(profile).expect("profiles serialize");
-        let tables = ["huixi_customers", "huixi_tag_suggestions"];
-        delete_rows(&mut tx, &tables, "customer", tenant, customer).await?;
-        sqlx::query(
-            "INSERT INTO huixi_customers (tenant, customer, profile, input_hash, updated_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(tenant)
-        .bind(customer)
-        .bind(&json)
-        .bind(input_hash)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-        for t in &profile.tags {
-            sqlx::query(
-                "INSERT INTO huixi_tag_suggestions (tenant, customer, tag_group, tag, tag_id, confidence, \
-                 reason, evidence, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        let stored = text(
+            &sqlx::query(
+                "SELECT input_hash FROM huixi_customers WHERE tenant = ? AND customer = ?",
             )
             .bind(tenant)
             .bind(customer)
-            .bind(&t.group)
-            .bind(&t.tag)
-            .bind(t.tag_id.clone())
-            .bind(t.confidence)
-            .bind(&t.reason)
-            .bind(serde_json::to_string(&t.evidence).expect("strings serialize"))
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
+            .fetch_one(&mut *tx)
+            .await?,
+            0,
+        )?;
+        // Newer contributions were committed since the fold read them: their marks bring the
+        // customer back, and that fold writes. Or the profile is already this one.
+        if contributions_hash(&now) != folded || stored == input_hash {
+            tx.rollback().await?;
+            return self.clear_stale(marks).await.map(|()| false);
         }
+        let json = serde_json::to_string(profile).expect("profiles serialize");
+        sqlx::query(
+            "UPDATE huixi_customers SET profile = ?, input_hash = ?, updated_at = ? \
+             WHERE tenant = ? AND customer = ?",
+        )
+        .bind(&json)
+        .bind(input_hash)
+        .bind(now_ms())
+        .bind(tenant)
+        .bind(customer)
+        .execute(&mut *tx)
+        .await?;
+        delete_rows(
+            &mut tx,
+            &["huixi_tag_suggestions"],
+            "customer",
+            tenant,
+            customer,
+        )
+        .await?;
+        let tags = profile
+            .tags
+            .iter()
+            .map(|t| {
+                vec![
+                    Value::from(tenant),
+                    Value::from(customer),
+                    Value::from(t.group.as_str()),
+                    Value::from(t.tag.as_str()),
+                    Value::OptText(t.tag_id.clone()),
+                    Value::Real(t.confidence),
+                    Value::from(t.reason.as_str()),
+                    Value::Text(serde_json::to_string(&t.evidence).expect("strings serialize")),
+                    Value::Int(now_ms()),
+                ]
+            })
+            .collect();
+        insert_rows(
+            &mut tx,
+            "INSERT INTO huixi_tag_suggestions (tenant, customer, tag_group, tag, tag_id, confidence, \
+             reason, evidence, updated_at)",
+            tags,
+        )
+        .await?;
         enqueue_event(
             &mut tx,
             tenant,
@@ -207,6 +312,7 @@ impl Store {
             serde_json::json!({"tenant": tenant, "customer": profile}),
         )
         .await?;
+        clear_marks(&mut tx, marks).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -241,79 +347,30 @@ impl Store {
     }
 }
 
-/// Replaces the contributions (and the identifiers they carry) of one conversation's sessions in
-/// `tx`. Returns the customers whose contributions changed; nothing is written when none did.
-pub(super) async fn replace_contributions(
+/// A customer whose profile is stale, and the marks that say so.
+#[derive(Debug, Clone)]
+pub struct StaleCustomer {
+    pub tenant: String,
+    pub customer: String,
+    pub marks: Vec<i64>,
+}
+
+async fn clear_marks(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    dialect: Dialect,
-    tenant: &str,
-    conversation: &str,
-    contributions: &[Contribution],
-) -> Result<BTreeSet<String>, StoreError> {
-    let stored: BTreeMap<(String, String), String> = sqlx::query(
-        "SELECT customer, session_id, contribution FROM huixi_customer_sessions \
-         WHERE tenant = ? AND conversation = ?",
-    )
-    .bind(tenant)
-    .bind(conversation)
-    .fetch_all(&mut **tx)
-    .await?
-    .iter()
-    .map(|r| Ok(((text(r, 0)?, text(r, 1)?), text(r, 2)?)))
-    .collect::<Result<_, StoreError>>()?;
-    let new: BTreeMap<(String, String), String> = contributions
-        .iter()
-        .map(|c| {
-            (
-                (c.customer.clone(), c.session.clone()),
-                serde_json::to_string(c).expect("contributions serialize"),
-            )
-        })
-        .collect();
-    let changed: BTreeSet<String> = stored
-        .keys()
-        .chain(new.keys())
-        .filter(|key| stored.get(*key) != new.get(*key))
-        .map(|(customer, _)| customer.clone())
-        .collect();
-    if changed.is_empty() {
-        return Ok(changed);
-    }
-    let tables = ["huixi_customer_sessions", "huixi_customer_identifiers"];
-    delete_rows(tx, &tables, "conversation", tenant, conversation).await?;
-    for c in contributions {
-        sqlx::query(
-            "INSERT INTO huixi_customer_sessions (tenant, customer, session_id, conversation, start_ms, \
-             contribution) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(tenant)
-        .bind(&c.customer)
-        .bind(&c.session)
-        .bind(conversation)
-        .bind(c.start)
-        .bind(&new[&(c.customer.clone(), c.session.clone())])
-        .execute(&mut **tx)
-        .await?;
-        for i in &c.identifiers {
-            sqlx::query(&format!(
-                "{} INTO huixi_customer_identifiers (tenant, customer, session_id, conversation, msgid, kind, \
-                 value_hash, masked, staff) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                dialect.insert_ignore()
-            ))
-            .bind(tenant)
-            .bind(&c.customer)
-            .bind(&c.session)
-            .bind(conversation)
-            .bind(&i.msgid)
-            .bind(&i.kind)
-            .bind(&i.hash)
-            .bind(&i.masked)
-            .bind(serde_json::to_string(&c.staff).expect("strings serialize"))
-            .execute(&mut **tx)
-            .await?;
+    marks: &[i64],
+) -> Result<(), StoreError> {
+    for chunk in marks.chunks(500) {
+        let sql = format!(
+            "DELETE FROM huixi_stale_customers WHERE id IN ({})",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
         }
+        q.execute(&mut **tx).await?;
     }
-    Ok(changed)
+    Ok(())
 }
 
 /// What a profile is folded from, as a hash: the contributions in their stored order.

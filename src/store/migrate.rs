@@ -48,6 +48,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0005_customers.sql"),
         mysql: include_str!("../../migrations/mysql/0005_customers.sql"),
     },
+    Migration {
+        version: 6,
+        name: "scale",
+        sqlite: include_str!("../../migrations/sqlite/0006_scale.sql"),
+        mysql: include_str!("../../migrations/mysql/0006_scale.sql"),
+    },
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<(), StoreError> {

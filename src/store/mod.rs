@@ -3,11 +3,13 @@
 //! dialects differ spelled out in [`Dialect`]; all tables carry the `huixi_` prefix and a tenant column.
 
 mod api;
+mod conversations;
 mod customers;
 mod jobs;
 mod llm;
 mod messages;
 mod migrate;
+mod rows;
 mod runs;
 mod sessions;
 mod settings;
@@ -20,6 +22,9 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::AnyPool;
 
 pub use api::{Principal, SessionFilter};
+#[cfg(test)]
+pub use conversations::StoredSession;
+pub use conversations::{Committed, StoredConversation};
 pub use customers::contributions_hash;
 pub use jobs::DeadJob;
 pub use llm::{CachedAnswer, UsageGrouping, UsageRow};
@@ -54,6 +59,14 @@ impl Dialect {
         match self {
             Dialect::Sqlite => "INSERT OR IGNORE",
             Dialect::MySql => "INSERT IGNORE",
+        }
+    }
+
+    /// The SQL that builds a 超时未回复's once-per-question key from its session and msgid columns.
+    fn timeout_key(self, session: &str, msgid: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("'timeout:' || {session} || ':' || {msgid}"),
+            Dialect::MySql => format!("CONCAT('timeout:', {session}, ':', {msgid})"),
         }
     }
 }
@@ -108,8 +121,22 @@ impl Store {
                         sqlx::query("PRAGMA journal_mode = WAL")
                             .execute(&mut *conn)
                             .await?;
+                        // In WAL mode NORMAL syncs at checkpoints, not at every commit: a crash of
+                        // the process loses nothing committed, a power cut at most the last commits,
+                        // and the file is never corrupt (SQLite's own advice for WAL).
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
                         // 64 MiB of page cache instead of 2: a batch re-reads the indexes it just wrote.
                         sqlx::query("PRAGMA cache_size = -65536")
+                            .execute(&mut *conn)
+                            .await?;
+                    } else {
+                        // Repeatable read takes gap locks on every range a statement scans, and two
+                        // conversations' inserts into neighbouring gaps deadlock. Every huixi writer
+                        // locks the one row it owns first (its conversation, or the customer it
+                        // folds), so read committed is all the isolation it needs.
+                        sqlx::query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
                             .execute(&mut *conn)
                             .await?;
                     }

@@ -1,43 +1,15 @@
-//! Sessions and everything found in them. A session's findings and alerts are replaced together in one
-//! transaction, so a reader never sees half of an analysis and a crash leaves the previous one whole.
+//! Sessions and everything found in them, as read back (a conversation's commit writes them: see
+//! `conversations`).
 
 use sqlx::Row;
 
-use super::{delete_rows, text, Dialect, Store, StoreError};
+use super::rows::Value;
+use super::{text, Store, StoreError};
 use crate::agents::SessionResult;
-use crate::archive::Session;
 use crate::sensitive::{Alert, Severity};
-
-/// What the store remembers of a session to decide whether it must be analysed again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredSession {
-    pub id: String,
-    pub input_hash: String,
-}
+use crate::trajectory::TIMEOUT_KIND;
 
 impl Store {
-    pub async fn sessions_of(
-        &self,
-        tenant: &str,
-        conversation: &str,
-    ) -> Result<Vec<StoredSession>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, input_hash FROM huixi_sessions WHERE tenant = ? AND conversation = ? ORDER BY id",
-        )
-        .bind(tenant)
-        .bind(conversation)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredSession {
-                    id: text(r, 0)?,
-                    input_hash: text(r, 1)?,
-                })
-            })
-            .collect()
-    }
-
     /// The conversation a stored session belongs to.
     pub async fn conversation_of(
         &self,
@@ -51,87 +23,6 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?;
         row.map(|r| text(&r, 0)).transpose()
-    }
-
-    /// Writes a session, its findings and its alerts, replacing whatever an earlier analysis left.
-    /// Returns false, writing nothing, when the store already holds this session for the same input
-    /// hash: two workers that raced on one redelivered job leave one write, not two.
-    pub async fn save_session(
-        &self,
-        tenant: &str,
-        session: &Session,
-        input_hash: &str,
-        result: &SessionResult,
-        alerts: &[Alert],
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let lock = match self.dialect {
-            Dialect::MySql => " FOR UPDATE",
-            Dialect::Sqlite => "",
-        };
-        let existing = sqlx::query(&format!(
-            "SELECT input_hash, writes FROM huixi_sessions WHERE tenant = ? AND id = ?{lock}"
-        ))
-        .bind(tenant)
-        .bind(&session.id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let writes = match &existing {
-            Some(row) if text(row, 0)? == input_hash => {
-                tx.rollback().await?;
-                return Ok(false);
-            }
-            Some(row) => row.try_get::<i64, _>(1)? + 1,
-            None => 1,
-        };
-        delete_session_rows(&mut tx, tenant, &session.id).await?;
-        let result_json = serde_json::to_string(result).expect("results serialize");
-        sqlx::query(
-            "INSERT INTO huixi_sessions (tenant, id, conversation, kind, participants, start_ms, end_ms, \
-             message_count, input_hash, result, analysed_at, writes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(tenant)
-        .bind(&session.id)
-        .bind(&session.conversation)
-        .bind(session.kind.as_str())
-        .bind(serde_json::to_string(&session.participants).expect("strings serialize"))
-        .bind(session.start)
-        .bind(session.end)
-        .bind(session.messages.len() as i64)
-        .bind(input_hash)
-        .bind(result_json)
-        .bind(super::now_ms())
-        .bind(writes)
-        .execute(&mut *tx)
-        .await?;
-        for f in result.findings() {
-            sqlx::query(
-                "INSERT INTO huixi_findings (tenant, session_id, kind, payload, evidence, analyser) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(tenant)
-            .bind(&session.id)
-            .bind(f.kind)
-            .bind(f.payload.to_string())
-            .bind(serde_json::to_string(&f.evidence).expect("strings serialize"))
-            .bind(f.analyser)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for a in alerts {
-            insert_alert(&mut tx, tenant, a).await?;
-        }
-        super::webhooks::enqueue_events(&mut tx, tenant, &session.id, result, alerts).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    /// Removes sessions that no longer exist (their messages now belong to a merged session).
-    pub async fn delete_session(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        delete_session_rows(&mut tx, tenant, id).await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     /// The stored result and alerts of a session analysed earlier.
@@ -186,43 +77,26 @@ pub(super) fn alert(r: &sqlx::any::AnyRow) -> Result<Alert, StoreError> {
     })
 }
 
-pub(super) async fn insert_alert(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    tenant: &str,
-    a: &Alert,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO huixi_alerts (tenant, session_id, msgid, kind, category, severity, word, text, \
-         start_char, end_char, evidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(tenant)
-    .bind(&a.session)
-    .bind(&a.msgid)
-    .bind(&a.kind)
-    .bind(&a.category)
-    .bind(a.severity.as_str())
-    .bind(&a.word)
-    .bind(&a.text)
-    .bind(a.start as i64)
-    .bind(a.end as i64)
-    .bind(serde_json::to_string(&a.evidence).expect("strings serialize"))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
+/// The insert that [`alert_values`] fill.
+pub(super) const ALERT_INSERT: &str = "INSERT INTO huixi_alerts (tenant, session_id, msgid, kind, \
+     category, severity, word, text, start_char, end_char, evidence, once_key)";
 
-async fn delete_session_rows(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    tenant: &str,
-    id: &str,
-) -> Result<(), StoreError> {
-    delete_rows(
-        tx,
-        &["huixi_alerts", "huixi_findings"],
-        "session_id",
-        tenant,
-        id,
-    )
-    .await?;
-    delete_rows(tx, &["huixi_sessions"], "id", tenant, id).await
+/// An alert's row. A 超时未回复 carries its once-per-question key, so however many sweeps and
+/// analyses raise it at the same moment, the store keeps one.
+pub(super) fn alert_values(tenant: &str, a: &Alert) -> Vec<Value> {
+    let once = (a.kind == TIMEOUT_KIND).then(|| format!("timeout:{}:{}", a.session, a.msgid));
+    vec![
+        Value::from(tenant),
+        Value::from(a.session.as_str()),
+        Value::from(a.msgid.as_str()),
+        Value::from(a.kind.as_str()),
+        Value::from(a.category.as_str()),
+        Value::from(a.severity.as_str()),
+        Value::from(a.word.as_str()),
+        Value::from(a.text.as_str()),
+        Value::Int(a.start as i64),
+        Value::Int(a.end as i64),
+        Value::Text(serde_json::to_string(&a.evidence).expect("strings serialize")),
+        Value::OptText(once),
+    ]
 }

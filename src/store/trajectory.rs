@@ -1,17 +1,16 @@
-//! Conversation metrics: turns, traffic and 超时未回复 alerts, replaced per conversation whenever it is
-//! analysed, and only written when they changed (a re-run on the same archive writes nothing).
+//! Conversation metrics as read back (turns, traffic), and the sweep that raises 超时未回复 for
+//! questions left in conversations that went quiet. A conversation's commit writes them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use sqlx::Row;
 
-use super::customers::replace_contributions;
-use super::sessions::{alert, ALERT_COLUMNS};
-use super::webhooks::enqueue_alerts;
-use super::{delete_rows, optional_text, text, Store, StoreError};
-use crate::customers::Contribution;
+use super::rows::insert_rows;
+use super::sessions::{alert_values, ALERT_INSERT};
+use super::webhooks::{hooked, insert_events};
+use super::{optional_text, text, Store, StoreError};
 use crate::sensitive::Alert;
-use crate::trajectory::{timeout_alert, ConversationMetrics, Traffic, Turn, TIMEOUT_KIND};
+use crate::trajectory::{timeout_alert, Traffic, Turn};
 
 const TURN_COLUMNS: &str =
     "session_id, msgid, customer, staff, day, asked_at, due_at, answered_msgid, \
@@ -29,29 +28,6 @@ pub struct MetricsFilter {
 }
 
 impl Store {
-    /// A conversation's metrics, timeout alerts and customer contributions, replaced in one
-    /// transaction (one commit) and only where they changed. Returns the customers whose
-    /// contributions changed.
-    pub async fn replace_conversation_extras(
-        &self,
-        tenant: &str,
-        conversation: &str,
-        metrics: &ConversationMetrics,
-        contributions: &[Contribution],
-    ) -> Result<BTreeSet<String>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let wrote = replace_metrics(&mut tx, tenant, conversation, metrics).await?;
-        let changed =
-            replace_contributions(&mut tx, self.dialect, tenant, conversation, contributions)
-                .await?;
-        if wrote || !changed.is_empty() {
-            tx.commit().await?;
-        } else {
-            tx.rollback().await?;
-        }
-        Ok(changed)
-    }
-
     /// Raises 超时未回复 for unanswered turns that fell due by their tenant's horizon and have no alert
     /// yet; every tenant's when `tenant` is `None`. A conversation that went quiet is not analysed
     /// again, so without this sweep the question nobody answered, the case that matters most, would
@@ -74,19 +50,21 @@ impl Store {
         let mut raised = Vec::new();
         for tenant in tenants {
             let horizon = self.archive_horizon(&tenant).await?;
-            let mut tx = self.pool.begin().await?;
-            let alerts: Vec<Alert> = sqlx::query(
+            let due: Vec<Alert> = sqlx::query(
                 "SELECT DISTINCT t.session_id, t.msgid, m.content FROM huixi_turns t \
                  JOIN huixi_messages m ON m.tenant = t.tenant AND m.msgid = t.msgid \
                  WHERE t.tenant = ? AND t.answered_at IS NULL AND t.due_at <= ? \
                  AND NOT EXISTS (SELECT 1 FROM huixi_alerts a WHERE a.tenant = t.tenant \
-                 AND a.session_id = t.session_id AND a.msgid = t.msgid AND a.kind = ?) \
-                 ORDER BY t.session_id, t.msgid",
+                 AND a.once_key = CONCAT_KEY) ORDER BY t.session_id, t.msgid"
+                    .replace(
+                        "CONCAT_KEY",
+                        self.dialect.timeout_key("t.session_id", "t.msgid").as_str(),
+                    )
+                    .as_str(),
             )
             .bind(&tenant)
             .bind(horizon)
-            .bind(TIMEOUT_KIND)
-            .fetch_all(&mut *tx)
+            .fetch_all(&self.pool)
             .await?
             .iter()
             .map(|r| {
@@ -98,16 +76,29 @@ impl Store {
                 ))
             })
             .collect::<Result<_, StoreError>>()?;
-            if alerts.is_empty() {
-                tx.rollback().await?;
-                continue;
+            // One alert a transaction, inserted under its once-per-question key: a sweep running
+            // beside this one, or the conversation's own analysis, may raise the same alert at the
+            // same moment, and the key keeps one row and one webhook event, with no lock held
+            // across two rows.
+            for a in due {
+                let mut tx = self.pool.begin().await?;
+                let inserted = insert_rows(
+                    &mut tx,
+                    &ALERT_INSERT.replacen("INSERT", self.dialect.insert_ignore(), 1),
+                    vec![alert_values(&tenant, &a)],
+                )
+                .await?;
+                if inserted == 0 {
+                    tx.rollback().await?;
+                    continue;
+                }
+                if hooked(&mut tx, &tenant).await? {
+                    let event = serde_json::json!({"tenant": tenant, "alert": a});
+                    insert_events(&mut tx, &tenant, vec![("alert.timeout", event)]).await?;
+                }
+                tx.commit().await?;
+                raised.push(a);
             }
-            for a in &alerts {
-                super::sessions::insert_alert(&mut tx, &tenant, a).await?;
-            }
-            enqueue_alerts(&mut tx, &tenant, "alert.timeout", &alerts).await?;
-            tx.commit().await?;
-            raised.extend(alerts);
         }
         Ok(raised)
     }
@@ -141,106 +132,6 @@ impl Store {
         let traffic = select_traffic(&mut conn, tenant, &clauses, &binds).await?;
         Ok((turns, traffic))
     }
-}
-
-/// Replaces a conversation's metrics and timeout alerts in `tx`. Returns false, writing nothing, when
-/// they are what the store already holds.
-async fn replace_metrics(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    tenant: &str,
-    conversation: &str,
-    m: &ConversationMetrics,
-) -> Result<bool, StoreError> {
-    let of_conversation = " AND conversation = ?";
-    let turns = select_turns(tx, tenant, of_conversation, &[conversation]).await?;
-    let traffic = select_traffic(tx, tenant, of_conversation, &[conversation]).await?;
-    let in_conversation =
-        "session_id IN (SELECT id FROM huixi_sessions WHERE tenant = ? AND conversation = ?)";
-    let timeouts = sqlx::query(&format!(
-        "SELECT {ALERT_COLUMNS} FROM huixi_alerts WHERE tenant = ? AND kind = ? AND {in_conversation} \
-         ORDER BY session_id, msgid"
-    ))
-    .bind(tenant)
-    .bind(TIMEOUT_KIND)
-    .bind(tenant)
-    .bind(conversation)
-    .fetch_all(&mut **tx)
-    .await?
-    .iter()
-    .map(alert)
-    .collect::<Result<Vec<_>, _>>()?;
-
-    // Sorted as the selects order them, so equal metrics compare equal.
-    let mut new_turns = m.turns.clone();
-    new_turns
-        .sort_by(|a, b| (a.asked_at, &a.msgid, &a.staff).cmp(&(b.asked_at, &b.msgid, &b.staff)));
-    let mut new_traffic = m.traffic.clone();
-    new_traffic.sort_by(|a, b| (&a.session, &a.staff, &a.day).cmp(&(&b.session, &b.staff, &b.day)));
-    let mut new_timeouts = m.timeouts.clone();
-    new_timeouts.sort_by(|a, b| (&a.session, &a.msgid).cmp(&(&b.session, &b.msgid)));
-    if turns == new_turns && traffic == new_traffic && timeouts == new_timeouts {
-        return Ok(false);
-    }
-
-    let tables = ["huixi_turns", "huixi_traffic"];
-    delete_rows(tx, &tables, "conversation", tenant, conversation).await?;
-    sqlx::query(&format!(
-        "DELETE FROM huixi_alerts WHERE tenant = ? AND kind = ? AND {in_conversation}"
-    ))
-    .bind(tenant)
-    .bind(TIMEOUT_KIND)
-    .bind(tenant)
-    .bind(conversation)
-    .execute(&mut **tx)
-    .await?;
-    for t in &new_turns {
-        sqlx::query(&format!(
-            "INSERT INTO huixi_turns (tenant, conversation, {TURN_COLUMNS}) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(tenant)
-        .bind(conversation)
-        .bind(&t.session)
-        .bind(&t.msgid)
-        .bind(&t.customer)
-        .bind(&t.staff)
-        .bind(&t.day)
-        .bind(t.asked_at)
-        .bind(t.due_at)
-        .bind(t.answered_msgid.clone())
-        .bind(t.answered_at)
-        .bind(t.wait_ms)
-        .bind(i64::from(t.first_in_session))
-        .execute(&mut **tx)
-        .await?;
-    }
-    for r in &new_traffic {
-        sqlx::query(&format!(
-            "INSERT INTO huixi_traffic (tenant, conversation, {TRAFFIC_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(tenant)
-        .bind(conversation)
-        .bind(&r.session)
-        .bind(&r.staff)
-        .bind(&r.day)
-        .bind(i64::from(r.sent))
-        .bind(i64::from(r.received))
-        .bind(i64::from(r.negative))
-        .bind(serde_json::to_string(&r.alerts).expect("maps serialize"))
-        .execute(&mut **tx)
-        .await?;
-    }
-    for a in &new_timeouts {
-        super::sessions::insert_alert(tx, tenant, a).await?;
-    }
-    // Only timeouts the CRM has not heard of yet are pushed.
-    let fresh: Vec<Alert> = new_timeouts
-        .iter()
-        .filter(|a| !timeouts.iter().any(|o| o.msgid == a.msgid))
-        .cloned()
-        .collect();
-    enqueue_alerts(tx, tenant, "alert.timeout", &fresh).await?;
-    Ok(true)
 }
 
 /// The tenant's turns matching `clauses` (`" AND column = ?"`…, one bind each).

@@ -5,8 +5,6 @@
 use sqlx::Row;
 
 use super::{now_ms, text, Store, StoreError};
-use crate::agents::SessionResult;
-use crate::sensitive::{Alert, Severity};
 
 /// An event due for delivery, with where it goes.
 #[derive(Debug, Clone)]
@@ -18,48 +16,6 @@ pub struct OutboxEvent {
     pub attempts: i64,
     pub url: String,
     pub secret: String,
-}
-
-/// Adds a `session.analysed` event and one `alert.high` event per high-severity alert, when the tenant
-/// has a webhook.
-pub(super) async fn enqueue_events(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    tenant: &str,
-    session: &str,
-    result: &SessionResult,
-    alerts: &[Alert],
-) -> Result<(), StoreError> {
-    if !hooked(tx, tenant).await? {
-        return Ok(());
-    }
-    let mut events = vec![(
-        "session.analysed",
-        serde_json::json!({"tenant": tenant, "session": session, "result": result}),
-    )];
-    for a in alerts.iter().filter(|a| a.severity == Severity::High) {
-        events.push((
-            "alert.high",
-            serde_json::json!({"tenant": tenant, "alert": a}),
-        ));
-    }
-    insert_events(tx, tenant, events).await
-}
-
-/// One event per alert, for alerts raised outside a session's analysis (超时未回复).
-pub(super) async fn enqueue_alerts(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    tenant: &str,
-    event: &'static str,
-    alerts: &[Alert],
-) -> Result<(), StoreError> {
-    if alerts.is_empty() || !hooked(tx, tenant).await? {
-        return Ok(());
-    }
-    let events = alerts
-        .iter()
-        .map(|a| (event, serde_json::json!({"tenant": tenant, "alert": a})))
-        .collect();
-    insert_events(tx, tenant, events).await
 }
 
 /// A profile the CRM should pick up.
@@ -75,7 +31,7 @@ pub(super) async fn enqueue_event(
     insert_events(tx, tenant, vec![(event, payload)]).await
 }
 
-async fn hooked(
+pub(super) async fn hooked(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tenant: &str,
 ) -> Result<bool, StoreError> {
@@ -88,7 +44,7 @@ async fn hooked(
     )
 }
 
-async fn insert_events(
+pub(super) async fn insert_events(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tenant: &str,
     events: Vec<(&'static str, serde_json::Value)>,

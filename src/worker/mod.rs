@@ -15,8 +15,8 @@ use tokio::task::JoinSet;
 
 use crate::agents::llm::LlmAnalysers;
 use crate::agents::offline::OfflineAnalysers;
-use crate::pipeline::{self, Analysers, Options};
-use crate::queue::{Delivery, Queue};
+use crate::pipeline::{self, Analysers, Options, TenantView};
+use crate::queue::{Delivery, Lane, Queue};
 use crate::sensitive::{Registry, RiskRules};
 use crate::store::Store;
 use pool::{PoolDef, RetryPolicy};
@@ -66,6 +66,8 @@ struct Counters {
     done: AtomicU64,
     retried: AtomicU64,
     dead: AtomicU64,
+    /// Deadlocks and lock waits a job ran into and ran again after, inside itself.
+    conflicts: AtomicU64,
     in_flight: AtomicU64,
     /// Microseconds spent in jobs, summed over slots.
     busy_us: AtomicU64,
@@ -78,6 +80,8 @@ pub struct Tally {
     pub done: u64,
     pub retried: u64,
     pub dead: u64,
+    /// Store conflicts (deadlocks, lock waits, a busy SQLite file) that jobs retried inside themselves.
+    pub conflicts: u64,
     /// Jobs settled per second, from the first job taken to the last one settled.
     pub jobs_per_sec: f64,
     /// The share of the pool's slots that held a job over that span (1.0: never a slot idle).
@@ -97,6 +101,7 @@ impl Counters {
             done: self.done.load(Ordering::Relaxed),
             retried: self.retried.load(Ordering::Relaxed),
             dead: self.dead.load(Ordering::Relaxed),
+            conflicts: self.conflicts.load(Ordering::Relaxed),
             jobs_per_sec: ratio(settled as f64, secs),
             busy_fraction: ratio(busy, secs * slots as f64),
         }
@@ -108,6 +113,9 @@ const POLL: Duration = Duration::from_millis(300);
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 /// How often questions nobody answered in conversations that went quiet are checked for 超时未回复.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// How often the profiles that batch jobs made stale are folded: a customer whose conversations all
+/// came in one burst is folded once for the burst, not once per conversation.
+const FOLD_EVERY: Duration = Duration::from_secs(2);
 
 pub async fn run(
     ctx: Arc<Context>,
@@ -122,6 +130,8 @@ pub async fn run(
     let mut tasks = JoinSet::new();
     let mut reported = Instant::now();
     let mut swept = Instant::now();
+    let mut folding: Option<tokio::task::JoinHandle<()>> = None;
+    let mut folded = Instant::now();
     let mut quiet = false;
     // The span the pool's figures cover: first job taken to last job settled.
     let first_taken: Arc<std::sync::OnceLock<Instant>> = Arc::default();
@@ -145,6 +155,12 @@ pub async fn run(
         if swept.elapsed() >= SWEEP_EVERY {
             sweep(&ctx).await;
             swept = Instant::now();
+        }
+        // One fold at a time per process, beside the jobs.
+        if folded.elapsed() >= FOLD_EVERY && folding.as_ref().is_none_or(|f| f.is_finished()) {
+            let ctx = ctx.clone();
+            folding = Some(tokio::spawn(async move { fold(&ctx).await }));
+            folded = Instant::now();
         }
         // A slot first, then a job: a job is never taken without a slot to run it in.
         let Ok(permit) = tokio::time::timeout(POLL, slots.clone().acquire_owned()).await else {
@@ -195,6 +211,11 @@ pub async fn run(
         });
     }
     while tasks.join_next().await.is_some() {}
+    if let Some(f) = folding {
+        let _ = f.await;
+    }
+    // What the last jobs left stale is folded before the process goes.
+    fold(&ctx).await;
     report(&queue, &counters).await;
     let span = match (first_taken.get(), *last_settled.lock().expect("clock lock")) {
         (Some(a), Some(b)) => b.duration_since(*a),
@@ -273,22 +294,12 @@ async fn process(
             return;
         }
     };
-    let opts = ctx.options(&job.tenant);
-    let outcome = pipeline::analyze_conversation(
-        &ctx.store,
-        &ctx.lexicons,
-        &ctx.analysers(),
-        &opts,
-        None,
-        &job.conversation,
-        pipeline::Fold::Now,
-    )
-    .await;
+    let outcome = run_job(ctx, &job, counters).await;
     let attempts = d.attempts;
     let acted = match outcome {
-        Ok(done) => {
+        Ok(written) => {
             tracing::debug!(tenant = %job.tenant, conversation = %job.conversation,
-                sessions = done.sessions, written = done.written, "job done");
+                written, "job done");
             if let Some(request) = job.request {
                 if let Err(e) = ctx
                     .store
@@ -322,5 +333,91 @@ async fn process(
     // analysing a conversation again writes nothing that is already there.
     if let Err(e) = acted {
         tracing::error!("could not settle a job with the queue, it will be delivered again: {e}");
+    }
+}
+
+/// Tries a job gets inside itself when the store reports a deadlock or a lock wait: those say
+/// nothing about the job, so it is run again at once rather than parked in a retry queue.
+const TRANSIENT_TRIES: u32 = 5;
+
+/// Analyses a job's conversation and commits it; an on-demand job folds its customers' profiles at
+/// once (a person is waiting), a batch job leaves them stale for the pool's fold. Returns the sessions
+/// written.
+async fn run_job(
+    ctx: &Context,
+    job: &crate::queue::Job,
+    counters: &Counters,
+) -> anyhow::Result<usize> {
+    let opts = ctx.options(&job.tenant);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let outcome = async {
+            let tenant = TenantView::load(&ctx.store, &job.tenant).await?;
+            let (out, committed) = pipeline::analyze_conversation(
+                &ctx.store,
+                &ctx.lexicons,
+                &ctx.analysers(),
+                &opts,
+                &tenant,
+                None,
+                &job.conversation,
+            )
+            .await?;
+            if job.lane == Lane::OnDemand {
+                pipeline::refresh_now(
+                    &ctx.store,
+                    &ctx.analysers(),
+                    &tenant,
+                    &job.tenant,
+                    &out.customers(),
+                )
+                .await?;
+            }
+            anyhow::Ok(committed.sessions)
+        }
+        .await;
+        match outcome {
+            Err(e) if tries < TRANSIENT_TRIES && transient(&e) => {
+                metrics::counter!("huixi_store_conflicts_total").increment(1);
+                counters.conflicts.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(conversation = %job.conversation, tries, "store conflict, running again: {e:#}");
+                tokio::time::sleep(Duration::from_millis(10 * u64::from(tries))).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A deadlock, a lock wait that timed out, or a busy SQLite file: the store's way of saying "again".
+pub fn transient(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        let db = cause
+            .downcast_ref::<sqlx::Error>()
+            .or_else(|| match cause.downcast_ref::<crate::store::StoreError>() {
+                Some(crate::store::StoreError::Sql(e)) => Some(e),
+                _ => None,
+            })
+            .and_then(|e| e.as_database_error());
+        let Some(db) = db else {
+            return false;
+        };
+        let code = db.code().unwrap_or_default();
+        let message = db.message();
+        // 40001: MySQL's deadlock (1213); 1205: lock wait timeout; 5 and 517: SQLITE_BUSY.
+        matches!(code.as_ref(), "40001" | "5" | "517")
+            || message.contains("Lock wait timeout")
+            || message.contains("Deadlock found")
+            || message.contains("database is locked")
+    })
+}
+
+/// Folds the profiles the pool's batch jobs left stale, every tenant's, each customer once.
+async fn fold(ctx: &Context) {
+    match pipeline::fold_stale(&ctx.store, &ctx.analysers(), None, None).await {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(profiles = n, "stale profiles folded"),
+        Err(e) if transient(&e) => tracing::debug!("fold: store conflict, next round: {e:#}"),
+        Err(e) => tracing::warn!("folding stale profiles: {e:#}"),
     }
 }

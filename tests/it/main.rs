@@ -11,5 +11,6 @@ mod llm;
 mod mariadb;
 mod mock_llm;
 mod queue;
+mod scale;
 mod telemetry;
 mod words;
