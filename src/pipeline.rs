@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use tracing::Instrument;
 
 use crate::agents::llm::LlmAnalysers;
 use crate::agents::offline::OfflineAnalysers;
@@ -150,6 +151,7 @@ pub async fn analyze(
     for (i, key) in keys.iter().enumerate() {
         let stored = loading.take().expect("a load per conversation").await??;
         loading = keys.get(i + 1).map(|k| load(k));
+        let span = conversation_span(&opts.tenant, key);
         let out = analyse(
             store,
             lexicons,
@@ -160,19 +162,23 @@ pub async fn analyze(
             key,
             &stored,
         )
+        .instrument(span.clone())
         .await?;
         if let Some(previous) = committing.take() {
             let (out, committed) = previous.await??;
             report(out, committed)?;
         }
         let store = store.clone();
-        committing = Some(tokio::spawn(async move {
-            let committed = store
-                .commit_conversation(&out)
-                .await
-                .with_context(|| format!("saving conversation {}", out.conversation))?;
-            Ok((out, committed))
-        }));
+        committing = Some(tokio::spawn(
+            async move {
+                let committed = store
+                    .commit_conversation(&out)
+                    .await
+                    .with_context(|| format!("saving conversation {}", out.conversation))?;
+                Ok((out, committed))
+            }
+            .instrument(span),
+        ));
     }
     if let Some(last) = committing {
         let (out, committed) = last.await??;
@@ -180,19 +186,27 @@ pub async fn analyze(
     }
     // A batch folds each customer once, after all their conversations in it were committed.
     let library = tenant.settings.tag_library.as_ref();
-    fold_stale(store, analysers, Some(&opts.tenant), library).await?;
+    let folded = fold_stale(store, analysers, Some(&opts.tenant), library).await?;
     let mut duplicates: Vec<Duplicate> = Vec::new();
     for customer in &customers {
-        let Some(r) = refresh(store, &opts.tenant, customer, library, analysers.llm, &[]).await?
-        else {
+        // Folded just now: the stored profile is the current one. The others are brought up to
+        // date too (a new tag library re-tags them), which for most is a comparison of hashes.
+        let profile = if folded.contains(&(opts.tenant.clone(), customer.clone())) {
+            store.profile(&opts.tenant, customer).await?.map(|(p, _)| p)
+        } else {
+            refresh(store, &opts.tenant, customer, library, analysers.llm, &[])
+                .await?
+                .map(|r| r.profile)
+        };
+        let Some(profile) = profile else {
             continue;
         };
-        for d in &r.profile.duplicates {
+        for d in &profile.duplicates {
             if !duplicates.contains(d) {
                 duplicates.push(d.clone());
             }
         }
-        sink.customer(&r.profile)?;
+        sink.customer(&profile)?;
     }
     // Questions left unanswered in conversations this run did not touch fall due as the archive
     // moves on; they are raised now, with this run.
@@ -213,7 +227,6 @@ pub async fn analyze(
     Ok(stats)
 }
 
-#[tracing::instrument(skip_all, fields(tenant = %opts.tenant, conversation = %key))]
 /// Loads a conversation, analyses it, and commits what changed: sessions whose inputs changed are
 /// read again, the rest reused. Running it twice, or concurrently, writes each session once: that is
 /// what lets a queue deliver a job more than once. The profiles of the customers the commit changed
@@ -227,13 +240,22 @@ pub async fn analyze_conversation(
     run: Option<i64>,
     key: &str,
 ) -> anyhow::Result<(ConversationOutput, Committed)> {
-    let stored = store.load_conversation(&opts.tenant, key).await?;
-    let out = analyse(store, lexicons, analysers, opts, tenant, run, key, &stored).await?;
-    let committed = store
-        .commit_conversation(&out)
-        .await
-        .with_context(|| format!("saving conversation {key}"))?;
-    Ok((out, committed))
+    async {
+        let stored = store.load_conversation(&opts.tenant, key).await?;
+        let out = analyse(store, lexicons, analysers, opts, tenant, run, key, &stored).await?;
+        let committed = store
+            .commit_conversation(&out)
+            .await
+            .with_context(|| format!("saving conversation {key}"))?;
+        Ok((out, committed))
+    }
+    .instrument(conversation_span(&opts.tenant, key))
+    .await
+}
+
+/// The span of one conversation's load, analysis and commit, wherever each of them runs.
+fn conversation_span(tenant: &str, key: &str) -> tracing::Span {
+    tracing::info_span!("analyze_conversation", tenant = %tenant, conversation = %key)
 }
 
 /// The analysis of a loaded conversation: [`analysis::run`] offline; with a model, the sessions whose
@@ -348,20 +370,20 @@ async fn read_with_model(
 /// Folds the profiles that commits made stale, each customer once however many of its conversations
 /// were committed, until none is left; one tenant's, or every tenant's. A profile that changed makes
 /// the customers it shares a phone or name with stale in turn (their 撞单 changed too). Returns the
-/// profiles written.
+/// customers folded, by tenant.
 pub async fn fold_stale(
     store: &Store,
     analysers: &Analysers<'_>,
     tenant: Option<&str>,
     library: Option<&crate::customers::TagLibrary>,
-) -> anyhow::Result<usize> {
-    let mut written = 0;
+) -> anyhow::Result<BTreeSet<(String, String)>> {
+    let mut folded = BTreeSet::new();
     let mut libraries: std::collections::BTreeMap<String, Option<crate::customers::TagLibrary>> =
         Default::default();
     loop {
         let stale = store.stale_customers(tenant, 1_000).await?;
         if stale.is_empty() {
-            return Ok(written);
+            return Ok(folded);
         }
         for s in stale {
             let library = match (tenant, library) {
@@ -388,8 +410,8 @@ pub async fn fold_stale(
             else {
                 continue;
             };
+            folded.insert((s.tenant.clone(), s.customer.clone()));
             if r.written {
-                written += 1;
                 let partners: BTreeSet<&String> = r
                     .profile
                     .duplicates

@@ -197,7 +197,7 @@ impl Store {
         let mut session_rows = Vec::new();
         let mut finding_rows = Vec::new();
         let mut alert_rows = Vec::new();
-        let mut replaced: Vec<&str> = Vec::new();
+        let mut written: Vec<&str> = Vec::new();
         for s in &out.sessions {
             let Some(hash) = &s.write else { continue };
             let writes = match stored.get(&s.session.id) {
@@ -205,9 +205,7 @@ impl Store {
                 Some((_, writes)) => writes + 1,
                 None => 1,
             };
-            if stored.contains_key(&s.session.id) {
-                replaced.push(&s.session.id);
-            }
+            written.push(&s.session.id);
             let meta = &s.session;
             session_rows.push(vec![
                 Value::from(tenant),
@@ -254,27 +252,27 @@ impl Store {
             }
             done.sessions += 1;
         }
-        for id in &replaced {
-            delete_where(
-                &mut tx,
-                "huixi_alerts",
-                "session_id = ? AND kind <> ?",
-                tenant,
-                &[id, TIMEOUT_KIND],
-            )
-            .await?;
-            delete_where(&mut tx, "huixi_findings", "session_id = ?", tenant, &[id]).await?;
-            delete_where(&mut tx, "huixi_sessions", "id = ?", tenant, &[id]).await?;
-        }
-        for id in &out.gone {
-            for (table, column) in [
-                ("huixi_alerts", "session_id"),
-                ("huixi_findings", "session_id"),
-                ("huixi_sessions", "id"),
-            ] {
-                delete_where(&mut tx, table, &format!("{column} = ?"), tenant, &[id]).await?;
-            }
-        }
+        // Whatever rows the sessions written now had (a row may outlive its session when someone
+        // cleared the sessions by hand), and everything of the sessions that are gone.
+        let gone: Vec<&str> = out.gone.iter().map(String::as_str).collect();
+        let all: Vec<&str> = written
+            .iter()
+            .copied()
+            .chain(gone.iter().copied())
+            .collect();
+        let not_timeouts = Some(("kind <> ?", TIMEOUT_KIND));
+        delete_in(
+            &mut tx,
+            "huixi_alerts",
+            "session_id",
+            tenant,
+            &written,
+            not_timeouts,
+        )
+        .await?;
+        delete_in(&mut tx, "huixi_alerts", "session_id", tenant, &gone, None).await?;
+        delete_in(&mut tx, "huixi_findings", "session_id", tenant, &all, None).await?;
+        delete_in(&mut tx, "huixi_sessions", "id", tenant, &all, None).await?;
         insert_rows(
             &mut tx,
             "INSERT INTO huixi_sessions (tenant, id, conversation, kind, participants, start_ms, \
@@ -377,17 +375,8 @@ async fn replace_extras(
     .collect::<Result<_, _>>()?;
     stale.extend(out.contributions.iter().map(|c| c.customer.clone()));
 
-    for chunk in sessions.chunks(500) {
-        let sql = format!(
-            "DELETE FROM huixi_alerts WHERE tenant = ? AND kind = ? AND {}",
-            in_sessions(chunk.len())
-        );
-        let mut q = sqlx::query(&sql).bind(tenant).bind(TIMEOUT_KIND);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        q.execute(&mut **tx).await?;
-    }
+    let timeouts = Some(("kind = ?", TIMEOUT_KIND));
+    delete_in(tx, "huixi_alerts", "session_id", tenant, sessions, timeouts).await?;
     for table in [
         "huixi_turns",
         "huixi_traffic",
@@ -536,5 +525,37 @@ async fn delete_where(
         q = q.bind(*v);
     }
     q.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// `DELETE FROM table WHERE tenant = ? AND column IN (…) [AND clause]`, a few hundred values a
+/// statement: each bounded by the index on (tenant, column), with no subquery for MariaDB to turn into
+/// a scan.
+async fn delete_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    table: &str,
+    column: &str,
+    tenant: &str,
+    values: &[&str],
+    and: Option<(&str, &str)>,
+) -> Result<(), StoreError> {
+    for chunk in values.chunks(500) {
+        let mut sql = format!(
+            "DELETE FROM {table} WHERE tenant = ? AND {column} IN ({})",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        if let Some((clause, _)) = and {
+            sql.push_str(" AND ");
+            sql.push_str(clause);
+        }
+        let mut q = sqlx::query(&sql).bind(tenant);
+        for v in chunk {
+            q = q.bind(*v);
+        }
+        if let Some((_, value)) = and {
+            q = q.bind(value);
+        }
+        q.execute(&mut **tx).await?;
+    }
     Ok(())
 }

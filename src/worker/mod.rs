@@ -415,8 +415,8 @@ pub fn transient(e: &anyhow::Error) -> bool {
 /// Folds the profiles the pool's batch jobs left stale, every tenant's, each customer once.
 async fn fold(ctx: &Context) {
     match pipeline::fold_stale(&ctx.store, &ctx.analysers(), None, None).await {
-        Ok(0) => {}
-        Ok(n) => tracing::debug!(profiles = n, "stale profiles folded"),
+        Ok(folded) if folded.is_empty() => {}
+        Ok(folded) => tracing::debug!(profiles = folded.len(), "stale profiles folded"),
         Err(e) if transient(&e) => tracing::debug!("fold: store conflict, next round: {e:#}"),
         Err(e) => tracing::warn!("folding stale profiles: {e:#}"),
     }
