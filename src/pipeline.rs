@@ -17,7 +17,7 @@ use crate::agents::llm::LlmAnalysers;
 use crate::agents::offline::OfflineAnalysers;
 use crate::analysis::{self, ConversationOutput, Reading};
 use crate::archive::{conversation_key, ArchiveReader, RejectedLine};
-use crate::customers::{refresh, CustomerProfile, Duplicate};
+use crate::customers::{refresh_many, CustomerProfile, Duplicate};
 use crate::kb::Knowledge;
 use crate::sensitive::{Alert, Registry, RiskRules};
 use crate::store::{
@@ -98,6 +98,8 @@ pub struct RunSummary {
 
 /// Messages read and stored per batch: what a run holds of the archive at once.
 const BATCH: usize = 5_000;
+/// Conversations a batch loads, and commits, together.
+const GROUP: usize = 48;
 
 pub async fn analyze(
     store: &Store,
@@ -122,6 +124,12 @@ pub async fn analyze(
         conversations.extend(batch.iter().filter_map(conversation_key));
     }
     store.record_rejected(run, &reader.rejected).await?;
+    tracing::info!(
+        messages = stats.messages_read,
+        new = stats.messages_new,
+        conversations = conversations.len(),
+        "messages stored"
+    );
     progress.start(conversations.len() as u64);
 
     let tenant = TenantView::load(store, &opts.tenant).await?;
@@ -139,75 +147,95 @@ pub async fn analyze(
         progress.advance();
         Ok(())
     };
-    // Three conversations at a time, one per stage: the next one loading, this one analysed on this
-    // thread, the last one committing. The store's I/O runs beside the analysis, not after it.
-    let load = |key: &str| {
-        let (store, tenant, key) = (store.clone(), opts.tenant.clone(), key.to_string());
-        tokio::spawn(async move { store.load_conversation(&tenant, &key).await })
+    // Three stages at once: the next conversation loading, this one analysed on this thread, the
+    // last group committing. The store's I/O runs beside the analysis, not after it, and a group of
+    // conversations shares one transaction (one commit, not one per conversation).
+    // Every message of the run is stored: how far the archive reaches is known once for all.
+    let horizon = store.archive_horizon(&opts.tenant).await?;
+    // Three groups of conversations at once: the next loading, this one analysed on this thread,
+    // the last committing. The store's I/O runs beside the analysis, not after it, and a group
+    // shares a statement per table and one transaction.
+    let load = |keys: &[String]| {
+        let (store, tenant, keys) = (store.clone(), opts.tenant.clone(), keys.to_vec());
+        tokio::spawn(async move {
+            store
+                .load_conversations(&tenant, &keys, Some(horizon))
+                .await
+        })
     };
-    let keys: Vec<&String> = conversations.iter().collect();
-    let mut loading = keys.first().map(|k| load(k));
-    let mut committing: Option<tokio::task::JoinHandle<anyhow::Result<_>>> = None;
-    for (i, key) in keys.iter().enumerate() {
-        let stored = loading.take().expect("a load per conversation").await??;
-        loading = keys.get(i + 1).map(|k| load(k));
-        let span = conversation_span(&opts.tenant, key);
-        let out = analyse(
-            store,
-            lexicons,
-            analysers,
-            opts,
-            &tenant,
-            Some(run),
-            key,
-            &stored,
-        )
-        .instrument(span.clone())
-        .await?;
-        if let Some(previous) = committing.take() {
-            let (out, committed) = previous.await??;
-            report(out, committed)?;
-        }
+    type Group = Vec<ConversationOutput>;
+    let commit = |group: Group| {
         let store = store.clone();
-        committing = Some(tokio::spawn(
-            async move {
-                let committed = store
-                    .commit_conversation(&out)
-                    .await
-                    .with_context(|| format!("saving conversation {}", out.conversation))?;
-                Ok((out, committed))
+        tokio::spawn(async move {
+            let committed = store.commit_conversations(&group).await.with_context(|| {
+                let first = group.first().map_or("", |o| o.conversation.as_str());
+                format!("saving {} conversations from {first}", group.len())
+            })?;
+            anyhow::Ok((group, committed))
+        })
+    };
+    let keys: Vec<String> = conversations.iter().cloned().collect();
+    let groups: Vec<&[String]> = keys.chunks(GROUP).collect();
+    let mut loading = groups.first().map(|g| load(g));
+    type Committing = tokio::task::JoinHandle<anyhow::Result<(Group, Vec<Committed>)>>;
+    let mut committing: Option<Committing> = None;
+    for (i, group) in groups.iter().enumerate() {
+        let stored = loading.take().expect("a load per group").await??;
+        loading = groups.get(i + 1).map(|g| load(g));
+        let mut outs = Vec::with_capacity(group.len());
+        for (key, stored) in group.iter().zip(&stored) {
+            let out = analyse(
+                store,
+                lexicons,
+                analysers,
+                opts,
+                &tenant,
+                Some(run),
+                key,
+                stored,
+            )
+            .instrument(conversation_span(&opts.tenant, key))
+            .await?;
+            outs.push(out);
+        }
+        if let Some(previous) = committing.take() {
+            let (outs, committed) = previous.await??;
+            for (out, c) in outs.into_iter().zip(committed) {
+                report(out, c)?;
             }
-            .instrument(span),
-        ));
+        }
+        committing = Some(commit(outs));
     }
     if let Some(last) = committing {
-        let (out, committed) = last.await??;
-        report(out, committed)?;
+        let (outs, committed) = last.await??;
+        for (out, c) in outs.into_iter().zip(committed) {
+            report(out, c)?;
+        }
     }
+    tracing::info!(
+        sessions = stats.sessions,
+        written = stats.sessions_analysed,
+        "conversations analysed"
+    );
     // A batch folds each customer once, after all their conversations in it were committed.
     let library = tenant.settings.tag_library.as_ref();
     let folded = fold_stale(store, analysers, Some(&opts.tenant), library).await?;
+    tracing::info!(customers = folded.len(), "stale profiles folded");
     let mut duplicates: Vec<Duplicate> = Vec::new();
-    for customer in &customers {
-        // Folded just now: the stored profile is the current one. The others are brought up to
-        // date too (a new tag library re-tags them), which for most is a comparison of hashes.
-        let profile = if folded.contains(&(opts.tenant.clone(), customer.clone())) {
-            store.profile(&opts.tenant, customer).await?.map(|(p, _)| p)
-        } else {
-            refresh(store, &opts.tenant, customer, library, analysers.llm, &[])
-                .await?
-                .map(|r| r.profile)
-        };
-        let Some(profile) = profile else {
-            continue;
-        };
-        for d in &profile.duplicates {
-            if !duplicates.contains(d) {
-                duplicates.push(d.clone());
+    let customers: Vec<String> = customers.into_iter().collect();
+    // Every customer of the run, brought up to date (a new tag library re-tags them): for most, a
+    // comparison of hashes.
+    for group in customers.chunks(FOLD_GROUP) {
+        for r in refresh_many(store, &opts.tenant, group, library, analysers.llm, &[]).await? {
+            for d in &r.profile.duplicates {
+                if !duplicates.contains(d) {
+                    duplicates.push(d.clone());
+                }
             }
+            sink.customer(&r.profile)?;
         }
-        sink.customer(&profile)?;
     }
+    tracing::info!(customers = customers.len(), "profiles reported");
     // Questions left unanswered in conversations this run did not touch fall due as the archive
     // moves on; they are raised now, with this run.
     let quiet_timeouts = store.raise_quiet_timeouts(Some(&opts.tenant)).await?;
@@ -241,7 +269,7 @@ pub async fn analyze_conversation(
     key: &str,
 ) -> anyhow::Result<(ConversationOutput, Committed)> {
     async {
-        let stored = store.load_conversation(&opts.tenant, key).await?;
+        let stored = store.load_conversation(&opts.tenant, key, None).await?;
         let out = analyse(store, lexicons, analysers, opts, tenant, run, key, &stored).await?;
         let committed = store
             .commit_conversation(&out)
@@ -385,46 +413,66 @@ pub async fn fold_stale(
         if stale.is_empty() {
             return Ok(folded);
         }
+        let mut by_tenant: std::collections::BTreeMap<String, Vec<crate::store::StaleCustomer>> =
+            Default::default();
         for s in stale {
+            by_tenant.entry(s.tenant.clone()).or_default().push(s);
+        }
+        for (t, stale) in by_tenant {
             let library = match (tenant, library) {
                 (Some(_), l) => l.cloned(),
-                (None, _) => match libraries.get(&s.tenant) {
+                (None, _) => match libraries.get(&t) {
                     Some(l) => l.clone(),
                     None => {
-                        let l = store.tenant_settings(&s.tenant).await?.tag_library;
-                        libraries.insert(s.tenant.clone(), l.clone());
+                        let l = store.tenant_settings(&t).await?.tag_library;
+                        libraries.insert(t.clone(), l.clone());
                         l
                     }
                 },
             };
-            let Some(r) = refresh(
-                store,
-                &s.tenant,
-                &s.customer,
-                library.as_ref(),
-                analysers.llm,
-                &s.marks,
-            )
-            .await
-            .with_context(|| format!("folding the profile of {}", s.customer))?
-            else {
-                continue;
-            };
-            folded.insert((s.tenant.clone(), s.customer.clone()));
-            if r.written {
-                let partners: BTreeSet<&String> = r
-                    .profile
-                    .duplicates
-                    .iter()
-                    .flat_map(|d| &d.customers)
-                    .filter(|c| **c != s.customer)
-                    .collect();
-                store
-                    .mark_stale(&s.tenant, partners.into_iter().map(String::as_str))
-                    .await?;
+            for group in stale.chunks(FOLD_GROUP) {
+                let customers: Vec<String> = group.iter().map(|s| s.customer.clone()).collect();
+                let marks: Vec<i64> = group.iter().flat_map(|s| s.marks.iter().copied()).collect();
+                let refreshed = refresh_many(
+                    store,
+                    &t,
+                    &customers,
+                    library.as_ref(),
+                    analysers.llm,
+                    &marks,
+                )
+                .await
+                .with_context(|| format!("folding the profiles of {}…", customers[0]))?;
+                for r in refreshed {
+                    if r.written {
+                        mark_partners(store, &t, &r.profile).await?;
+                    }
+                    folded.insert((t.clone(), r.customer));
+                }
             }
         }
     }
+}
+
+/// Customers are folded this many at a time: one read per table and one transaction for the group.
+const FOLD_GROUP: usize = 64;
+
+/// A profile that changed makes the customers it shares a phone or name with stale: their 撞单
+/// changed too.
+async fn mark_partners(
+    store: &Store,
+    tenant: &str,
+    profile: &CustomerProfile,
+) -> anyhow::Result<()> {
+    let partners: BTreeSet<&str> = profile
+        .duplicates
+        .iter()
+        .flat_map(|d| &d.customers)
+        .map(String::as_str)
+        .filter(|c| *c != profile.customer)
+        .collect();
+    store.mark_stale(tenant, partners.into_iter()).await?;
+    Ok(())
 }
 
 /// Folds these customers' profiles now (a re-analysis asked for recomputes them, changed or not),
@@ -437,18 +485,11 @@ pub async fn refresh_now(
     customers: &BTreeSet<String>,
 ) -> anyhow::Result<()> {
     let library = tenant.settings.tag_library.as_ref();
-    for c in customers {
-        if let Some(r) = refresh(store, tenant_id, c, library, analysers.llm, &[]).await? {
+    let customers: Vec<String> = customers.iter().cloned().collect();
+    for group in customers.chunks(FOLD_GROUP) {
+        for r in refresh_many(store, tenant_id, group, library, analysers.llm, &[]).await? {
             if r.written {
-                let partners = r
-                    .profile
-                    .duplicates
-                    .iter()
-                    .flat_map(|d| &d.customers)
-                    .filter(|p| *p != c)
-                    .map(String::as_str)
-                    .collect::<BTreeSet<_>>();
-                store.mark_stale(tenant_id, partners.into_iter()).await?;
+                mark_partners(store, tenant_id, &r.profile).await?;
             }
         }
     }

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use contribution::contributions;
 pub use duplicates::Duplicate;
 pub use profile::{fold, CustomerProfile, NextAction, StageMove};
-pub use refresh::refresh;
+pub use refresh::{refresh, refresh_many};
 pub use tags::{TagLibrary, TagSuggestion};
 
 use crate::agents::{EmotionLabel, Stage};

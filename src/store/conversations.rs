@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::Row;
 
-use super::rows::{insert_rows, Value};
+use super::rows::{delete_in, insert_rows, select_in, Value};
 use super::sessions::{alert, alert_values, ALERT_COLUMNS, ALERT_INSERT};
 use super::{now_ms, text, Dialect, Store, StoreError};
 use crate::analysis::ConversationOutput;
@@ -49,90 +49,132 @@ pub struct Committed {
     pub sessions: usize,
     /// Whether the metrics and contributions were replaced.
     pub extras: bool,
+    /// Whether sessions that no longer exist were removed.
+    pub gone: bool,
 }
 
 impl Store {
-    /// Everything one conversation's analysis reads, on one connection.
+    /// Everything one conversation's analysis reads, on one connection. `horizon` is the archive's
+    /// newest message time when the caller knows it (a batch, after storing its messages); it is read
+    /// otherwise.
     pub async fn load_conversation(
         &self,
         tenant: &str,
         conversation: &str,
+        horizon: Option<i64>,
     ) -> Result<StoredConversation, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let messages = sqlx::query(
-            "SELECT msgid, raw FROM huixi_messages WHERE tenant = ? AND conversation = ? \
-             ORDER BY msgtime, msgid",
-        )
-        .bind(tenant)
-        .bind(conversation)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| {
-            let msgid = text(r, 0)?;
-            Message::parse(&text(r, 1)?)
-                .map_err(|e| StoreError::Corrupt(format!("message {msgid}: {e}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-        let mut sessions: BTreeMap<String, StoredSession> = sqlx::query(
-            "SELECT id, input_hash, result FROM huixi_sessions WHERE tenant = ? AND conversation = ? \
-             ORDER BY id",
-        )
-        .bind(tenant)
-        .bind(conversation)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok((
-                text(r, 0)?,
-                StoredSession {
-                    input_hash: text(r, 1)?,
-                    result: text(r, 2)?,
-                    alerts: Vec::new(),
-                },
-            ))
-        })
-        .collect::<Result<_, StoreError>>()?;
-        if !sessions.is_empty() {
-            let alerts = sqlx::query(&format!(
-                "SELECT {ALERT_COLUMNS} FROM huixi_alerts WHERE tenant = ? AND session_id IN \
-                 (SELECT id FROM huixi_sessions WHERE tenant = ? AND conversation = ?) \
-                 ORDER BY session_id, id"
-            ))
-            .bind(tenant)
-            .bind(tenant)
-            .bind(conversation)
-            .fetch_all(&mut *conn)
+        let mut all = self
+            .load_conversations(tenant, &[conversation.to_string()], horizon)
             .await?;
-            for r in &alerts {
-                let a = alert(r)?;
-                if let Some(s) = sessions.get_mut(&a.session) {
-                    s.alerts.push(a);
-                }
+        Ok(all.pop().unwrap_or_default())
+    }
+
+    /// [`Store::load_conversation`] for several conversations of a tenant at once: a statement per
+    /// table for all of them, each bounded by the index on (tenant, conversation). In the order given.
+    pub async fn load_conversations(
+        &self,
+        tenant: &str,
+        conversations: &[String],
+        horizon: Option<i64>,
+    ) -> Result<Vec<StoredConversation>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let keys: Vec<&str> = conversations.iter().map(String::as_str).collect();
+        let mut by_key: BTreeMap<&str, StoredConversation> = keys
+            .iter()
+            .map(|k| (*k, StoredConversation::default()))
+            .collect();
+        for r in select_in(
+            &mut conn,
+            "SELECT conversation, msgid, raw FROM huixi_messages",
+            "conversation",
+            tenant,
+            &keys,
+            " ORDER BY conversation, msgtime, msgid",
+        )
+        .await?
+        {
+            let (key, msgid) = (text(&r, 0)?, text(&r, 1)?);
+            let m = Message::parse(&text(&r, 2)?)
+                .map_err(|e| StoreError::Corrupt(format!("message {msgid}: {e}")))?;
+            if let Some(c) = by_key.get_mut(key.as_str()) {
+                c.messages.push(m);
             }
         }
-        let extras = sqlx::query(
-            "SELECT extras FROM huixi_conversations WHERE tenant = ? AND conversation = ?",
+        let mut session_of: BTreeMap<String, String> = BTreeMap::new();
+        for r in select_in(
+            &mut conn,
+            "SELECT conversation, id, input_hash, result FROM huixi_sessions",
+            "conversation",
+            tenant,
+            &keys,
+            " ORDER BY conversation, id",
         )
-        .bind(tenant)
-        .bind(conversation)
-        .fetch_optional(&mut *conn)
         .await?
-        .map(|r| text(&r, 0))
-        .transpose()?;
-        let horizon = sqlx::query("SELECT MAX(msgtime) FROM huixi_messages WHERE tenant = ?")
-            .bind(tenant)
-            .fetch_one(&mut *conn)
-            .await?
-            .try_get::<Option<i64>, _>(0)?
-            .unwrap_or(0);
-        Ok(StoredConversation {
-            messages,
-            sessions,
-            extras,
-            horizon,
-        })
+        {
+            let (key, id) = (text(&r, 0)?, text(&r, 1)?);
+            let session = StoredSession {
+                input_hash: text(&r, 2)?,
+                result: text(&r, 3)?,
+                alerts: Vec::new(),
+            };
+            if let Some(c) = by_key.get_mut(key.as_str()) {
+                session_of.insert(id.clone(), key);
+                c.sessions.insert(id, session);
+            }
+        }
+        let ids: Vec<&str> = session_of.keys().map(String::as_str).collect();
+        let columns = format!("SELECT {ALERT_COLUMNS} FROM huixi_alerts");
+        for r in select_in(
+            &mut conn,
+            &columns,
+            "session_id",
+            tenant,
+            &ids,
+            " ORDER BY session_id, id",
+        )
+        .await?
+        {
+            let a = alert(&r)?;
+            let session = session_of
+                .get(&a.session)
+                .and_then(|key| by_key.get_mut(key.as_str()))
+                .and_then(|c| c.sessions.get_mut(&a.session));
+            if let Some(s) = session {
+                s.alerts.push(a);
+            }
+        }
+        for r in select_in(
+            &mut conn,
+            "SELECT conversation, extras FROM huixi_conversations",
+            "conversation",
+            tenant,
+            &keys,
+            "",
+        )
+        .await?
+        {
+            let key = text(&r, 0)?;
+            if let Some(c) = by_key.get_mut(key.as_str()) {
+                c.extras = Some(text(&r, 1)?);
+            }
+        }
+        let horizon = match horizon {
+            Some(h) => h,
+            None => sqlx::query("SELECT MAX(msgtime) FROM huixi_messages WHERE tenant = ?")
+                .bind(tenant)
+                .fetch_one(&mut *conn)
+                .await?
+                .try_get::<Option<i64>, _>(0)?
+                .unwrap_or(0),
+        };
+        Ok(keys
+            .iter()
+            .map(|k| {
+                let mut c = by_key.remove(k).unwrap_or_default();
+                c.horizon = horizon;
+                c
+            })
+            .collect())
     }
 
     /// Writes what one conversation's analysis produced, in one transaction; nothing at all when it
@@ -142,116 +184,308 @@ impl Store {
         &self,
         out: &ConversationOutput,
     ) -> Result<Committed, StoreError> {
-        let mut done = Committed::default();
-        let to_write = out.sessions.iter().filter(|s| s.write.is_some()).count();
-        if to_write == 0 && out.gone.is_empty() && !out.extras_changed {
+        let done = self.commit_conversations(std::slice::from_ref(out)).await?;
+        Ok(done.into_iter().next().unwrap_or_default())
+    }
+
+    /// [`Store::commit_conversation`] for several conversations of one tenant in one transaction, a
+    /// multi-row statement per table for all of them: a batch pays one commit and a dozen statements
+    /// for many conversations, and a crash loses the group whole, to be analysed again. The
+    /// conversations' rows are locked first, in key order, so two groups never wait on each other in
+    /// a circle.
+    pub async fn commit_conversations(
+        &self,
+        outs: &[ConversationOutput],
+    ) -> Result<Vec<Committed>, StoreError> {
+        let changes = |out: &ConversationOutput| {
+            out.sessions.iter().any(|s| s.write.is_some())
+                || !out.gone.is_empty()
+                || out.extras_changed
+        };
+        let mut done = vec![Committed::default(); outs.len()];
+        let mut changing: Vec<(usize, &ConversationOutput)> = outs
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| changes(o))
+            .collect();
+        let Some((_, first)) = changing.first() else {
+            return Ok(done);
+        };
+        let tenant = first.tenant.clone();
+        let tenant = tenant.as_str();
+        if let Some((_, other)) = changing.iter().find(|(_, o)| o.tenant != tenant) {
+            return Err(StoreError::Corrupt(format!(
+                "one commit for two tenants ({tenant:?} and {:?})",
+                other.tenant
+            )));
+        }
+        changing.sort_by(|a, b| a.1.conversation.cmp(&b.1.conversation));
+        let keys: Vec<&str> = changing
+            .iter()
+            .map(|(_, o)| o.conversation.as_str())
+            .collect();
+
+        let mut tx = self.pool.begin().await?;
+        // The conversations' rows first: they are the locks that order commits of a conversation.
+        let rows = keys
+            .iter()
+            .map(|k| {
+                vec![
+                    Value::from(tenant),
+                    Value::from(*k),
+                    Value::from(""),
+                    Value::Int(0),
+                ]
+            })
+            .collect();
+        insert_rows(&mut tx, &self.dialect.upsert_conversations(false), rows).await?;
+        let mut stored_extras: BTreeMap<String, String> = BTreeMap::new();
+        let sql = "SELECT conversation, extras FROM huixi_conversations";
+        for r in select_in(&mut tx, sql, "conversation", tenant, &keys, "").await? {
+            stored_extras.insert(text(&r, 0)?, text(&r, 1)?);
+        }
+        let mut stored: BTreeMap<String, BTreeMap<String, (String, i64)>> = BTreeMap::new();
+        for r in select_in(
+            &mut tx,
+            "SELECT conversation, id, input_hash, writes FROM huixi_sessions",
+            "conversation",
+            tenant,
+            &keys,
+            "",
+        )
+        .await?
+        {
+            stored
+                .entry(text(&r, 0)?)
+                .or_default()
+                .insert(text(&r, 1)?, (text(&r, 2)?, r.try_get::<i64, _>(3)?));
+        }
+        let hooked = super::webhooks::hooked(&mut tx, tenant).await?;
+        let mut rows = Rows::default();
+        let none = BTreeMap::new();
+        for (i, out) in &changing {
+            let extras = stored_extras
+                .get(&out.conversation)
+                .map_or("", String::as_str);
+            let sessions = stored.get(&out.conversation).unwrap_or(&none);
+            done[*i] = commit_one(&mut tx, out, extras, sessions, hooked, &mut rows).await?;
+        }
+        rows.insert(&mut tx, self.dialect).await?;
+        let wrote: Vec<&ConversationOutput> = changing
+            .iter()
+            .zip(keys.iter())
+            .filter(|((i, _), _)| {
+                let d = &done[*i];
+                d.sessions > 0 || d.extras || d.gone
+            })
+            .map(|((_, o), _)| *o)
+            .collect();
+        if wrote.is_empty() {
+            tx.rollback().await?;
             return Ok(done);
         }
-        let tenant = out.tenant.as_str();
-        let conversation = out.conversation.as_str();
-        let mut tx = self.pool.begin().await?;
-        // The conversation's row first: it is the lock that orders commits of this conversation.
-        let upsert = match self.dialect {
-            Dialect::Sqlite => {
-                "INSERT INTO huixi_conversations (tenant, conversation, extras, analysed_at) \
-                 VALUES (?, ?, '', ?) ON CONFLICT (tenant, conversation) DO UPDATE SET \
-                 analysed_at = huixi_conversations.analysed_at"
-            }
-            Dialect::MySql => {
-                "INSERT INTO huixi_conversations (tenant, conversation, extras, analysed_at) \
-                 VALUES (?, ?, '', ?) ON DUPLICATE KEY UPDATE analysed_at = analysed_at"
-            }
-        };
-        sqlx::query(upsert)
-            .bind(tenant)
-            .bind(conversation)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
-        let stored_extras = text(
-            &sqlx::query(
-                "SELECT extras FROM huixi_conversations WHERE tenant = ? AND conversation = ?",
-            )
-            .bind(tenant)
-            .bind(conversation)
-            .fetch_one(&mut *tx)
-            .await?,
-            0,
-        )?;
-        let stored: BTreeMap<String, (String, i64)> = sqlx::query(
-            "SELECT id, input_hash, writes FROM huixi_sessions WHERE tenant = ? AND conversation = ? \
-             ORDER BY id",
-        )
-        .bind(tenant)
-        .bind(conversation)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| Ok((text(r, 0)?, (text(r, 1)?, r.try_get::<i64, _>(2)?))))
-        .collect::<Result<_, StoreError>>()?;
-        let hooked = super::webhooks::hooked(&mut tx, tenant).await?;
-        let mut events: Vec<(&'static str, serde_json::Value)> = Vec::new();
+        let now = now_ms();
+        let rows = wrote
+            .iter()
+            .map(|o| {
+                vec![
+                    Value::from(tenant),
+                    Value::from(o.conversation.as_str()),
+                    Value::from(o.extras.as_str()),
+                    Value::Int(now),
+                ]
+            })
+            .collect();
+        insert_rows(&mut tx, &self.dialect.upsert_conversations(true), rows).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+}
 
-        // Sessions whose input changed: replaced with their findings and alerts (the conversation's
-        // 超时未回复 are the metrics' to replace).
-        let mut session_rows = Vec::new();
-        let mut finding_rows = Vec::new();
-        let mut alert_rows = Vec::new();
-        let mut written: Vec<&str> = Vec::new();
-        for s in &out.sessions {
-            let Some(hash) = &s.write else { continue };
-            let writes = match stored.get(&s.session.id) {
-                Some((old, _)) if old == hash => continue,
-                Some((_, writes)) => writes + 1,
-                None => 1,
-            };
-            written.push(&s.session.id);
-            let meta = &s.session;
-            session_rows.push(vec![
+impl Dialect {
+    /// An insert of conversation rows that, for a row already there, changes nothing (`set`: false,
+    /// to take its lock) or sets the extras and the time of analysis (`set`: true).
+    fn upsert_conversations(self, set: bool) -> String {
+        let head = "INSERT INTO huixi_conversations (tenant, conversation, extras, analysed_at)";
+        match (self, set) {
+            (Dialect::Sqlite, false) => format!(
+                "{head} VALUES __ ON CONFLICT (tenant, conversation) DO UPDATE SET \
+                 analysed_at = huixi_conversations.analysed_at"
+            ),
+            (Dialect::Sqlite, true) => format!(
+                "{head} VALUES __ ON CONFLICT (tenant, conversation) DO UPDATE SET \
+                 extras = excluded.extras, analysed_at = excluded.analysed_at"
+            ),
+            (Dialect::MySql, false) => {
+                format!("{head} VALUES __ ON DUPLICATE KEY UPDATE analysed_at = analysed_at")
+            }
+            (Dialect::MySql, true) => format!(
+                "{head} VALUES __ ON DUPLICATE KEY UPDATE extras = VALUES(extras), \
+                 analysed_at = VALUES(analysed_at)"
+            ),
+        }
+    }
+}
+
+/// The rows a group's commit inserts, gathered from all its conversations and written with one
+/// statement per table at the end.
+#[derive(Default)]
+struct Rows {
+    sessions: Vec<Vec<Value>>,
+    findings: Vec<Vec<Value>>,
+    alerts: Vec<Vec<Value>>,
+    turns: Vec<Vec<Value>>,
+    traffic: Vec<Vec<Value>>,
+    timeouts: Vec<Vec<Value>>,
+    contributions: Vec<Vec<Value>>,
+    identifiers: Vec<Vec<Value>>,
+    stale: Vec<Vec<Value>>,
+    events: Vec<(String, &'static str, serde_json::Value)>,
+}
+
+impl Rows {
+    async fn insert(
+        self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        dialect: Dialect,
+    ) -> Result<(), StoreError> {
+        insert_rows(
+            tx,
+            "INSERT INTO huixi_sessions (tenant, id, conversation, kind, participants, start_ms, \
+             end_ms, message_count, input_hash, result, analysed_at, writes) VALUES __",
+            self.sessions,
+        )
+        .await?;
+        insert_rows(
+            tx,
+            "INSERT INTO huixi_findings (tenant, session_id, kind, payload, evidence, analyser) VALUES __",
+            self.findings,
+        )
+        .await?;
+        insert_rows(tx, &format!("{ALERT_INSERT} VALUES __"), self.alerts).await?;
+        insert_rows(
+            tx,
+            "INSERT INTO huixi_turns (tenant, conversation, session_id, msgid, customer, staff, day, \
+             asked_at, due_at, answered_msgid, answered_at, wait_ms, first_in_session) VALUES __",
+            self.turns,
+        )
+        .await?;
+        insert_rows(
+            tx,
+            "INSERT INTO huixi_traffic (tenant, conversation, session_id, staff, day, sent, received, \
+             negative, alerts) VALUES __",
+            self.traffic,
+        )
+        .await?;
+        // Keyed once per question: a sweep that raised one meanwhile keeps its row, and this insert
+        // skips it.
+        let ignore = ALERT_INSERT.replacen("INSERT", dialect.insert_ignore(), 1);
+        insert_rows(tx, &format!("{ignore} VALUES __"), self.timeouts).await?;
+        insert_rows(
+            tx,
+            "INSERT INTO huixi_customer_sessions (tenant, customer, session_id, conversation, start_ms, \
+             contribution) VALUES __",
+            self.contributions,
+        )
+        .await?;
+        insert_rows(
+            tx,
+            "INSERT INTO huixi_customer_identifiers (tenant, customer, session_id, conversation, msgid, \
+             kind, value_hash, masked, staff) VALUES __",
+            self.identifiers,
+        )
+        .await?;
+        insert_rows(
+            tx,
+            "INSERT INTO huixi_stale_customers (tenant, customer) VALUES __",
+            self.stale,
+        )
+        .await?;
+        let mut by_tenant: BTreeMap<String, Vec<(&'static str, serde_json::Value)>> =
+            BTreeMap::new();
+        for (tenant, event, payload) in self.events {
+            by_tenant.entry(tenant).or_default().push((event, payload));
+        }
+        for (tenant, events) in by_tenant {
+            super::webhooks::insert_events(tx, &tenant, events).await?;
+        }
+        Ok(())
+    }
+}
+
+/// One conversation's part of a group's commit: its old rows deleted where it had any, its new rows
+/// added to `rows`.
+async fn commit_one(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    out: &ConversationOutput,
+    stored_extras: &str,
+    stored: &BTreeMap<String, (String, i64)>,
+    hooked: bool,
+    rows: &mut Rows,
+) -> Result<Committed, StoreError> {
+    let mut done = Committed::default();
+    let tenant = out.tenant.as_str();
+    let conversation = out.conversation.as_str();
+    // A conversation committed for the first time has no rows to replace: its row was created just
+    // now (a committed row always has its extras), and no session of it is stored.
+    let new = stored_extras.is_empty() && stored.is_empty();
+
+    // Sessions whose input changed: replaced with their findings and alerts (the conversation's
+    // 超时未回复 are the metrics' to replace).
+    let mut written: Vec<&str> = Vec::new();
+    for s in &out.sessions {
+        let Some(hash) = &s.write else { continue };
+        let writes = match stored.get(&s.session.id) {
+            Some((old, _)) if old == hash => continue,
+            Some((_, writes)) => writes + 1,
+            None => 1,
+        };
+        written.push(&s.session.id);
+        let meta = &s.session;
+        rows.sessions.push(vec![
+            Value::from(tenant),
+            Value::from(meta.id.as_str()),
+            Value::from(conversation),
+            Value::from(meta.kind.as_str()),
+            Value::Text(serde_json::to_string(&meta.participants).expect("strings serialize")),
+            Value::Int(meta.start),
+            Value::Int(meta.end),
+            Value::Int(meta.message_count as i64),
+            Value::from(hash.as_str()),
+            Value::Text(serde_json::to_string(&s.result).expect("results serialize")),
+            Value::Int(now_ms()),
+            Value::Int(writes),
+        ]);
+        for f in s.result.findings() {
+            rows.findings.push(vec![
                 Value::from(tenant),
                 Value::from(meta.id.as_str()),
-                Value::from(conversation),
-                Value::from(meta.kind.as_str()),
-                Value::Text(serde_json::to_string(&meta.participants).expect("strings serialize")),
-                Value::Int(meta.start),
-                Value::Int(meta.end),
-                Value::Int(meta.message_count as i64),
-                Value::from(hash.as_str()),
-                Value::Text(serde_json::to_string(&s.result).expect("results serialize")),
-                Value::Int(now_ms()),
-                Value::Int(writes),
+                Value::from(f.kind),
+                Value::Text(f.payload.to_string()),
+                Value::Text(serde_json::to_string(&f.evidence).expect("strings serialize")),
+                Value::Text(f.analyser),
             ]);
-            for f in s.result.findings() {
-                finding_rows.push(vec![
-                    Value::from(tenant),
-                    Value::from(meta.id.as_str()),
-                    Value::from(f.kind),
-                    Value::Text(f.payload.to_string()),
-                    Value::Text(serde_json::to_string(&f.evidence).expect("strings serialize")),
-                    Value::Text(f.analyser),
-                ]);
-            }
-            for a in s.alerts.iter().filter(|a| a.kind != TIMEOUT_KIND) {
-                alert_rows.push(alert_values(tenant, a));
-            }
-            if hooked {
-                events.push((
-                    "session.analysed",
-                    serde_json::json!({"tenant": tenant, "session": meta.id, "result": s.result}),
-                ));
-                for a in s
-                    .alerts
-                    .iter()
-                    .filter(|a| a.severity == crate::sensitive::Severity::High)
-                {
-                    events.push((
-                        "alert.high",
-                        serde_json::json!({"tenant": tenant, "alert": a}),
-                    ));
-                }
-            }
-            done.sessions += 1;
         }
+        for a in s.alerts.iter().filter(|a| a.kind != TIMEOUT_KIND) {
+            rows.alerts.push(alert_values(tenant, a));
+        }
+        if hooked {
+            let event =
+                serde_json::json!({"tenant": tenant, "session": meta.id, "result": s.result});
+            rows.events
+                .push((tenant.to_string(), "session.analysed", event));
+            for a in s
+                .alerts
+                .iter()
+                .filter(|a| a.severity == crate::sensitive::Severity::High)
+            {
+                let event = serde_json::json!({"tenant": tenant, "alert": a});
+                rows.events.push((tenant.to_string(), "alert.high", event));
+            }
+        }
+        done.sessions += 1;
+    }
+    if !new {
         // Whatever rows the sessions written now had (a row may outlive its session when someone
         // cleared the sessions by hand), and everything of the sessions that are gone.
         let gone: Vec<&str> = out.gone.iter().map(String::as_str).collect();
@@ -262,7 +496,7 @@ impl Store {
             .collect();
         let not_timeouts = Some(("kind <> ?", TIMEOUT_KIND));
         delete_in(
-            &mut tx,
+            tx,
             "huixi_alerts",
             "session_id",
             tenant,
@@ -270,25 +504,16 @@ impl Store {
             not_timeouts,
         )
         .await?;
-        delete_in(&mut tx, "huixi_alerts", "session_id", tenant, &gone, None).await?;
-        delete_in(&mut tx, "huixi_findings", "session_id", tenant, &all, None).await?;
-        delete_in(&mut tx, "huixi_sessions", "id", tenant, &all, None).await?;
-        insert_rows(
-            &mut tx,
-            "INSERT INTO huixi_sessions (tenant, id, conversation, kind, participants, start_ms, \
-             end_ms, message_count, input_hash, result, analysed_at, writes)",
-            session_rows,
-        )
-        .await?;
-        insert_rows(
-            &mut tx,
-            "INSERT INTO huixi_findings (tenant, session_id, kind, payload, evidence, analyser)",
-            finding_rows,
-        )
-        .await?;
-        insert_rows(&mut tx, ALERT_INSERT, alert_rows).await?;
+        delete_in(tx, "huixi_alerts", "session_id", tenant, &gone, None).await?;
+        delete_in(tx, "huixi_findings", "session_id", tenant, &all, None).await?;
+        delete_in(tx, "huixi_sessions", "id", tenant, &all, None).await?;
+    }
+    done.gone = !out.gone.is_empty();
 
-        if out.extras != stored_extras {
+    if out.extras != stored_extras {
+        let mut known: BTreeSet<String> = BTreeSet::new();
+        let mut stale: BTreeSet<String> = BTreeSet::new();
+        if !new {
             // Every session the conversation has now, and had until this commit.
             let sessions: BTreeSet<&str> = out
                 .sessions
@@ -297,52 +522,109 @@ impl Store {
                 .chain(stored.keys().map(String::as_str))
                 .collect();
             let sessions: Vec<&str> = sessions.into_iter().collect();
-            let fresh = replace_extras(&mut tx, self.dialect, out, &sessions).await?;
-            if hooked {
-                events.extend(fresh.iter().map(|a| {
-                    (
-                        "alert.timeout",
-                        serde_json::json!({"tenant": tenant, "alert": a}),
-                    )
-                }));
+            (known, stale) = clear_extras(tx, out, &sessions).await?;
+        }
+        stale.extend(out.contributions.iter().map(|c| c.customer.clone()));
+        extras_rows(out, stale, rows);
+        if hooked {
+            for a in out
+                .metrics
+                .timeouts
+                .iter()
+                .filter(|a| !known.contains(&a.msgid))
+            {
+                let event = serde_json::json!({"tenant": tenant, "alert": a});
+                rows.events
+                    .push((tenant.to_string(), "alert.timeout", event));
             }
-            sqlx::query(
-                "UPDATE huixi_conversations SET extras = ? WHERE tenant = ? AND conversation = ?",
-            )
-            .bind(&out.extras)
-            .bind(tenant)
-            .bind(conversation)
-            .execute(&mut *tx)
-            .await?;
-            done.extras = true;
         }
-        if done.sessions == 0 && !done.extras && out.gone.is_empty() {
-            tx.rollback().await?;
-            return Ok(done);
-        }
-        sqlx::query(
-            "UPDATE huixi_conversations SET analysed_at = ? WHERE tenant = ? AND conversation = ?",
-        )
-        .bind(now_ms())
-        .bind(tenant)
-        .bind(conversation)
-        .execute(&mut *tx)
-        .await?;
-        super::webhooks::insert_events(&mut tx, tenant, events).await?;
-        tx.commit().await?;
-        Ok(done)
+        done.extras = true;
     }
+    Ok(done)
 }
 
-/// Replaces the conversation's turns, traffic, 超时未回复 and customer contributions, and marks the
-/// customers whose profiles are now stale (those it had and those it has). Returns the timeouts the
-/// CRM has not heard of.
-async fn replace_extras(
+/// The rows of a conversation's turns, traffic, 超时未回复 and customer contributions, and the marks
+/// of the customers whose profiles are now stale (those it had and those it has).
+fn extras_rows(out: &ConversationOutput, stale: BTreeSet<String>, rows: &mut Rows) {
+    let tenant = out.tenant.as_str();
+    let conversation = out.conversation.as_str();
+    let m = &out.metrics;
+    rows.turns.extend(m.turns.iter().map(|t| {
+        vec![
+            Value::from(tenant),
+            Value::from(conversation),
+            Value::from(t.session.as_str()),
+            Value::from(t.msgid.as_str()),
+            Value::from(t.customer.as_str()),
+            Value::from(t.staff.as_str()),
+            Value::from(t.day.as_str()),
+            Value::Int(t.asked_at),
+            Value::Int(t.due_at),
+            Value::OptText(t.answered_msgid.clone()),
+            Value::OptInt(t.answered_at),
+            Value::OptInt(t.wait_ms),
+            Value::Int(i64::from(t.first_in_session)),
+        ]
+    }));
+    rows.traffic.extend(m.traffic.iter().map(|r| {
+        vec![
+            Value::from(tenant),
+            Value::from(conversation),
+            Value::from(r.session.as_str()),
+            Value::from(r.staff.as_str()),
+            Value::from(r.day.as_str()),
+            Value::Int(i64::from(r.sent)),
+            Value::Int(i64::from(r.received)),
+            Value::Int(i64::from(r.negative)),
+            Value::Text(serde_json::to_string(&r.alerts).expect("maps serialize")),
+        ]
+    }));
+    rows.timeouts
+        .extend(m.timeouts.iter().map(|a| alert_values(tenant, a)));
+    let mut seen_identifiers = BTreeSet::new();
+    for c in &out.contributions {
+        rows.contributions.push(vec![
+            Value::from(tenant),
+            Value::from(c.customer.as_str()),
+            Value::from(c.session.as_str()),
+            Value::from(conversation),
+            Value::Int(c.start),
+            Value::Text(serde_json::to_string(c).expect("contributions serialize")),
+        ]);
+        let staff = serde_json::to_string(&c.staff).expect("strings serialize");
+        for i in &c.identifiers {
+            // The key of a row: one message may state the same phone twice.
+            let key = (&c.customer, &c.session, &i.msgid, &i.kind, &i.hash);
+            if !seen_identifiers.insert(key) {
+                continue;
+            }
+            rows.identifiers.push(vec![
+                Value::from(tenant),
+                Value::from(c.customer.as_str()),
+                Value::from(c.session.as_str()),
+                Value::from(conversation),
+                Value::from(i.msgid.as_str()),
+                Value::from(i.kind.as_str()),
+                Value::from(i.hash.as_str()),
+                Value::from(i.masked.as_str()),
+                Value::Text(staff.clone()),
+            ]);
+        }
+    }
+    rows.stale.extend(
+        stale
+            .iter()
+            .map(|c| vec![Value::from(tenant), Value::from(c.as_str())]),
+    );
+}
+
+/// Removes what a conversation's last commit left beyond its sessions. Returns the questions whose
+/// 超时未回复 the CRM has already heard of, and the customers the conversation had.
+async fn clear_extras(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    dialect: Dialect,
     out: &ConversationOutput,
     sessions: &[&str],
-) -> Result<Vec<Alert>, StoreError> {
+) -> Result<(BTreeSet<String>, BTreeSet<String>), StoreError> {
     let tenant = out.tenant.as_str();
     let conversation = out.conversation.as_str();
     // By the sessions' ids, never by a subquery: MariaDB runs a DELETE with a subquery as a scan of
@@ -363,7 +645,7 @@ async fn replace_extras(
             known.insert(text(&r, 0)?);
         }
     }
-    let mut stale: BTreeSet<String> = sqlx::query(
+    let stale: BTreeSet<String> = sqlx::query(
         "SELECT DISTINCT customer FROM huixi_customer_sessions WHERE tenant = ? AND conversation = ?",
     )
     .bind(tenant)
@@ -373,7 +655,6 @@ async fn replace_extras(
     .iter()
     .map(|r| text(r, 0))
     .collect::<Result<_, _>>()?;
-    stale.extend(out.contributions.iter().map(|c| c.customer.clone()));
 
     let timeouts = Some(("kind = ?", TIMEOUT_KIND));
     delete_in(tx, "huixi_alerts", "session_id", tenant, sessions, timeouts).await?;
@@ -386,129 +667,7 @@ async fn replace_extras(
         delete_where(tx, table, "conversation = ?", tenant, &[conversation]).await?;
     }
 
-    let m = &out.metrics;
-    let turns = m
-        .turns
-        .iter()
-        .map(|t| {
-            vec![
-                Value::from(tenant),
-                Value::from(conversation),
-                Value::from(t.session.as_str()),
-                Value::from(t.msgid.as_str()),
-                Value::from(t.customer.as_str()),
-                Value::from(t.staff.as_str()),
-                Value::from(t.day.as_str()),
-                Value::Int(t.asked_at),
-                Value::Int(t.due_at),
-                Value::OptText(t.answered_msgid.clone()),
-                Value::OptInt(t.answered_at),
-                Value::OptInt(t.wait_ms),
-                Value::Int(i64::from(t.first_in_session)),
-            ]
-        })
-        .collect();
-    insert_rows(
-        tx,
-        "INSERT INTO huixi_turns (tenant, conversation, session_id, msgid, customer, staff, day, \
-         asked_at, due_at, answered_msgid, answered_at, wait_ms, first_in_session)",
-        turns,
-    )
-    .await?;
-    let traffic = m
-        .traffic
-        .iter()
-        .map(|r| {
-            vec![
-                Value::from(tenant),
-                Value::from(conversation),
-                Value::from(r.session.as_str()),
-                Value::from(r.staff.as_str()),
-                Value::from(r.day.as_str()),
-                Value::Int(i64::from(r.sent)),
-                Value::Int(i64::from(r.received)),
-                Value::Int(i64::from(r.negative)),
-                Value::Text(serde_json::to_string(&r.alerts).expect("maps serialize")),
-            ]
-        })
-        .collect();
-    insert_rows(
-        tx,
-        "INSERT INTO huixi_traffic (tenant, conversation, session_id, staff, day, sent, received, \
-         negative, alerts)",
-        traffic,
-    )
-    .await?;
-    // Keyed once per question: a sweep that raised one meanwhile keeps its row, and this insert
-    // skips it.
-    let timeouts = m.timeouts.iter().map(|a| alert_values(tenant, a)).collect();
-    insert_rows(
-        tx,
-        &ALERT_INSERT.replacen("INSERT", dialect.insert_ignore(), 1),
-        timeouts,
-    )
-    .await?;
-    let mut contributions = Vec::new();
-    let mut identifiers = Vec::new();
-    let mut seen_identifiers = BTreeSet::new();
-    for c in &out.contributions {
-        contributions.push(vec![
-            Value::from(tenant),
-            Value::from(c.customer.as_str()),
-            Value::from(c.session.as_str()),
-            Value::from(conversation),
-            Value::Int(c.start),
-            Value::Text(serde_json::to_string(c).expect("contributions serialize")),
-        ]);
-        let staff = serde_json::to_string(&c.staff).expect("strings serialize");
-        for i in &c.identifiers {
-            // The key of a row: one message may state the same phone twice.
-            let key = (&c.customer, &c.session, &i.msgid, &i.kind, &i.hash);
-            if !seen_identifiers.insert(key) {
-                continue;
-            }
-            identifiers.push(vec![
-                Value::from(tenant),
-                Value::from(c.customer.as_str()),
-                Value::from(c.session.as_str()),
-                Value::from(conversation),
-                Value::from(i.msgid.as_str()),
-                Value::from(i.kind.as_str()),
-                Value::from(i.hash.as_str()),
-                Value::from(i.masked.as_str()),
-                Value::Text(staff.clone()),
-            ]);
-        }
-    }
-    insert_rows(
-        tx,
-        "INSERT INTO huixi_customer_sessions (tenant, customer, session_id, conversation, start_ms, \
-         contribution)",
-        contributions,
-    )
-    .await?;
-    insert_rows(
-        tx,
-        "INSERT INTO huixi_customer_identifiers (tenant, customer, session_id, conversation, msgid, \
-         kind, value_hash, masked, staff)",
-        identifiers,
-    )
-    .await?;
-    let marks = stale
-        .iter()
-        .map(|c| vec![Value::from(tenant), Value::from(c.as_str())])
-        .collect();
-    insert_rows(
-        tx,
-        "INSERT INTO huixi_stale_customers (tenant, customer)",
-        marks,
-    )
-    .await?;
-    Ok(m.timeouts
-        .iter()
-        .filter(|a| !known.contains(&a.msgid))
-        .cloned()
-        .collect())
+    Ok((known, stale))
 }
 
 /// `DELETE FROM table WHERE tenant = ? AND <clause>`, with the clause's values bound in order.
@@ -525,37 +684,5 @@ async fn delete_where(
         q = q.bind(*v);
     }
     q.execute(&mut **tx).await?;
-    Ok(())
-}
-
-/// `DELETE FROM table WHERE tenant = ? AND column IN (…) [AND clause]`, a few hundred values a
-/// statement: each bounded by the index on (tenant, column), with no subquery for MariaDB to turn into
-/// a scan.
-async fn delete_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    table: &str,
-    column: &str,
-    tenant: &str,
-    values: &[&str],
-    and: Option<(&str, &str)>,
-) -> Result<(), StoreError> {
-    for chunk in values.chunks(500) {
-        let mut sql = format!(
-            "DELETE FROM {table} WHERE tenant = ? AND {column} IN ({})",
-            vec!["?"; chunk.len()].join(", ")
-        );
-        if let Some((clause, _)) = and {
-            sql.push_str(" AND ");
-            sql.push_str(clause);
-        }
-        let mut q = sqlx::query(&sql).bind(tenant);
-        for v in chunk {
-            q = q.bind(*v);
-        }
-        if let Some((_, value)) = and {
-            q = q.bind(value);
-        }
-        q.execute(&mut **tx).await?;
-    }
     Ok(())
 }

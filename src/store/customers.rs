@@ -2,37 +2,17 @@
 //! suggestions. Contributions are replaced per conversation; a profile is written only when what it was
 //! folded from changed, in a transaction that checks nobody folded newer contributions meanwhile.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::Row;
 
-use super::rows::{insert_rows, Value};
-use super::webhooks::enqueue_event;
-use super::{delete_rows, now_ms, optional_text, text, Dialect, Store, StoreError};
+use super::rows::{delete_in, insert_rows, select_in, Value};
+use super::{now_ms, optional_text, text, Dialect, Store, StoreError};
 use crate::customers::duplicates::IdentifierRow;
 use crate::customers::{Contribution, CustomerProfile, TagSuggestion};
 use crate::digest::hash_parts;
 
 impl Store {
-    /// Every contribution of a customer, oldest session first.
-    pub async fn contributions_of(
-        &self,
-        tenant: &str,
-        customer: &str,
-    ) -> Result<Vec<Contribution>, StoreError> {
-        sqlx::query(
-            "SELECT contribution FROM huixi_customer_sessions WHERE tenant = ? AND customer = ? \
-             ORDER BY start_ms, session_id",
-        )
-        .bind(tenant)
-        .bind(customer)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| contribution(r, customer))
-        .collect()
-    }
-
     /// Every customer of the tenant with a profile.
     pub async fn customers(&self, tenant: &str) -> Result<Vec<String>, StoreError> {
         sqlx::query("SELECT customer FROM huixi_customers WHERE tenant = ? ORDER BY customer")
@@ -69,18 +49,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|r| {
-                Ok(IdentifierRow {
-                    customer: text(r, 0)?,
-                    kind: text(r, 1)?,
-                    hash: text(r, 2)?,
-                    masked: text(r, 3)?,
-                    session: text(r, 4)?,
-                    msgid: text(r, 5)?,
-                    staff: serde_json::from_str(&text(r, 6)?)
-                        .map_err(|e| StoreError::Corrupt(format!("identifier staff: {e}")))?,
-                })
-            })
+            .map(identifier_row)
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(rows)
     }
@@ -135,12 +104,18 @@ impl Store {
         tenant: Option<&str>,
         limit: i64,
     ) -> Result<Vec<StaleCustomer>, StoreError> {
+        // The marks are a queue: often empty, so statistics would send the planner to a scan that
+        // a long backlog then pays for. The index is named.
+        let hint = match self.dialect {
+            Dialect::Sqlite => "INDEXED BY huixi_stale_customers_by_tenant",
+            Dialect::MySql => "FORCE INDEX (huixi_stale_customers_by_tenant)",
+        };
+        let of_tenant = format!(
+            "SELECT id, tenant, customer FROM huixi_stale_customers {hint} WHERE tenant = ? \
+             ORDER BY tenant, id LIMIT ?"
+        );
         let rows = match tenant {
-            Some(t) => sqlx::query(
-                "SELECT id, tenant, customer FROM huixi_stale_customers WHERE tenant = ? ORDER BY id LIMIT ?",
-            )
-            .bind(t)
-            .bind(limit),
+            Some(t) => sqlx::query(&of_tenant).bind(t).bind(limit),
             None => sqlx::query(
                 "SELECT id, tenant, customer FROM huixi_stale_customers ORDER BY id LIMIT ?",
             )
@@ -200,102 +175,231 @@ impl Store {
         Ok(())
     }
 
-    /// Writes a profile and its tag suggestions, if the customer's contributions are still the ones it
-    /// was folded from (`folded`: [`contributions_hash`] of them), and clears the marks it answers.
-    /// Returns whether it wrote.
-    ///
-    /// The customer's row is locked first, by an upsert that creates it when missing (rolled back
-    /// unless the profile is written), so folds of one customer queue on one row, and the
-    /// contributions read under that lock are the newest committed: a fold that saw fewer never
-    /// overwrites one that saw more.
-    pub async fn save_profile(
+    /// What refreshing these customers' profiles reads: each one's contributions (oldest session
+    /// first), the identifier rows of the phones and names they wrote (every customer's who wrote
+    /// them), and the stored profile with its hash. A statement per table for the group.
+    pub async fn customer_inputs(
         &self,
         tenant: &str,
-        profile: &CustomerProfile,
-        folded: &str,
-        input_hash: &str,
+        customers: &[String],
+    ) -> Result<BTreeMap<String, CustomerInput>, StoreError> {
+        let keys: Vec<&str> = customers.iter().map(String::as_str).collect();
+        let mut conn = self.pool.acquire().await?;
+        let mut out: BTreeMap<String, CustomerInput> = BTreeMap::new();
+        let rows = select_in(
+            &mut conn,
+            "SELECT customer, contribution FROM huixi_customer_sessions",
+            "customer",
+            tenant,
+            &keys,
+            " ORDER BY customer, start_ms, session_id",
+        )
+        .await?;
+        for r in &rows {
+            let customer = text(r, 0)?;
+            let c = contribution(r, 1, &customer)?;
+            out.entry(customer).or_default().contributions.push(c);
+        }
+        // The values these customers wrote, then every row of those values.
+        let mut values_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for r in select_in(
+            &mut conn,
+            "SELECT DISTINCT customer, value_hash FROM huixi_customer_identifiers",
+            "customer",
+            tenant,
+            &keys,
+            "",
+        )
+        .await?
+        {
+            values_of
+                .entry(text(&r, 0)?)
+                .or_default()
+                .push(text(&r, 1)?);
+        }
+        let values: BTreeSet<&str> = values_of.values().flatten().map(String::as_str).collect();
+        let values: Vec<&str> = values.into_iter().collect();
+        let mut by_value: BTreeMap<String, Vec<IdentifierRow>> = BTreeMap::new();
+        for r in select_in(
+            &mut conn,
+            "SELECT customer, kind, value_hash, masked, session_id, msgid, staff \
+             FROM huixi_customer_identifiers",
+            "value_hash",
+            tenant,
+            &values,
+            " ORDER BY value_hash, customer, session_id, msgid",
+        )
+        .await?
+        {
+            let row = identifier_row(&r)?;
+            by_value.entry(row.hash.clone()).or_default().push(row);
+        }
+        for (customer, values) in values_of {
+            if let Some(input) = out.get_mut(&customer) {
+                for v in values {
+                    input
+                        .shared
+                        .extend(by_value.get(&v).into_iter().flatten().cloned());
+                }
+                input.shared.sort_by(|a, b| {
+                    (&a.hash, &a.customer, &a.session, &a.msgid).cmp(&(
+                        &b.hash,
+                        &b.customer,
+                        &b.session,
+                        &b.msgid,
+                    ))
+                });
+            }
+        }
+        for r in select_in(
+            &mut conn,
+            "SELECT customer, profile, input_hash FROM huixi_customers",
+            "customer",
+            tenant,
+            &keys,
+            "",
+        )
+        .await?
+        {
+            let customer = text(&r, 0)?;
+            let profile = serde_json::from_str(&text(&r, 1)?)
+                .map_err(|e| StoreError::Corrupt(format!("profile of {customer}: {e}")))?;
+            if let Some(input) = out.get_mut(&customer) {
+                input.stored = Some((profile, text(&r, 2)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes profiles and their tag suggestions, each only if the customer's contributions are still
+    /// the ones it was folded from, and clears the marks they answer; one transaction. Returns, per
+    /// profile, whether it was written.
+    ///
+    /// The customers' rows are locked first, in key order, by an upsert that creates a row when
+    /// missing (rolled back unless its profile is written), so folds of one customer queue on one
+    /// row, and the contributions read under that lock are the newest committed: a fold that saw
+    /// fewer never overwrites one that saw more.
+    pub async fn save_profiles(
+        &self,
+        tenant: &str,
+        writes: &[ProfileWrite],
         marks: &[i64],
-    ) -> Result<bool, StoreError> {
-        let customer = profile.customer.as_str();
+    ) -> Result<Vec<bool>, StoreError> {
+        if writes.is_empty() {
+            self.clear_stale(marks).await?;
+            return Ok(Vec::new());
+        }
+        let mut order: Vec<&ProfileWrite> = writes.iter().collect();
+        order.sort_by(|a, b| a.profile.customer.cmp(&b.profile.customer));
+        let keys: Vec<&str> = order.iter().map(|w| w.profile.customer.as_str()).collect();
         let mut tx = self.pool.begin().await?;
         let lock = match self.dialect {
             Dialect::Sqlite => {
                 "INSERT INTO huixi_customers (tenant, customer, profile, input_hash, updated_at) \
-                 VALUES (?, ?, '', '', 0) ON CONFLICT (tenant, customer) DO UPDATE SET \
+                 VALUES __ ON CONFLICT (tenant, customer) DO UPDATE SET \
                  updated_at = huixi_customers.updated_at"
             }
             Dialect::MySql => {
                 "INSERT INTO huixi_customers (tenant, customer, profile, input_hash, updated_at) \
-                 VALUES (?, ?, '', '', 0) ON DUPLICATE KEY UPDATE updated_at = updated_at"
+                 VALUES __ ON DUPLICATE KEY UPDATE updated_at = updated_at"
             }
         };
-        sqlx::query(lock)
-            .bind(tenant)
-            .bind(customer)
-            .execute(&mut *tx)
-            .await?;
-        let now: Vec<Contribution> = sqlx::query(
-            "SELECT contribution FROM huixi_customer_sessions WHERE tenant = ? AND customer = ? \
-             ORDER BY start_ms, session_id",
-        )
-        .bind(tenant)
-        .bind(customer)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| contribution(r, customer))
-        .collect::<Result<_, _>>()?;
-        let stored = text(
-            &sqlx::query(
-                "SELECT input_hash FROM huixi_customers WHERE tenant = ? AND customer = ?",
-            )
-            .bind(tenant)
-            .bind(customer)
-            .fetch_one(&mut *tx)
-            .await?,
-            0,
-        )?;
-        // Newer contributions were committed since the fold read them: their marks bring the
-        // customer back, and that fold writes. Or the profile is already this one.
-        if contributions_hash(&now) != folded || stored == input_hash {
-            tx.rollback().await?;
-            return self.clear_stale(marks).await.map(|()| false);
-        }
-        let json = serde_json::to_string(profile).expect("profiles serialize");
-        sqlx::query(
-            "UPDATE huixi_customers SET profile = ?, input_hash = ?, updated_at = ? \
-             WHERE tenant = ? AND customer = ?",
-        )
-        .bind(&json)
-        .bind(input_hash)
-        .bind(now_ms())
-        .bind(tenant)
-        .bind(customer)
-        .execute(&mut *tx)
-        .await?;
-        delete_rows(
-            &mut tx,
-            &["huixi_tag_suggestions"],
-            "customer",
-            tenant,
-            customer,
-        )
-        .await?;
-        let tags = profile
-            .tags
+        let rows = keys
             .iter()
-            .map(|t| {
+            .map(|k| {
                 vec![
                     Value::from(tenant),
-                    Value::from(customer),
-                    Value::from(t.group.as_str()),
-                    Value::from(t.tag.as_str()),
-                    Value::OptText(t.tag_id.clone()),
-                    Value::Real(t.confidence),
-                    Value::from(t.reason.as_str()),
-                    Value::Text(serde_json::to_string(&t.evidence).expect("strings serialize")),
-                    Value::Int(now_ms()),
+                    Value::from(*k),
+                    Value::from(""),
+                    Value::from(""),
+                    Value::Int(0),
                 ]
+            })
+            .collect();
+        insert_rows(&mut tx, lock, rows).await?;
+        let mut now: BTreeMap<String, Vec<Contribution>> = BTreeMap::new();
+        for r in select_in(
+            &mut tx,
+            "SELECT customer, contribution FROM huixi_customer_sessions",
+            "customer",
+            tenant,
+            &keys,
+            " ORDER BY customer, start_ms, session_id",
+        )
+        .await?
+        {
+            let customer = text(&r, 0)?;
+            let c = contribution(&r, 1, &customer)?;
+            now.entry(customer).or_default().push(c);
+        }
+        let mut stored: BTreeMap<String, String> = BTreeMap::new();
+        let sql = "SELECT customer, input_hash FROM huixi_customers";
+        for r in select_in(&mut tx, sql, "customer", tenant, &keys, "").await? {
+            stored.insert(text(&r, 0)?, text(&r, 1)?);
+        }
+        let none = Vec::new();
+        // Newer contributions committed since the fold read them bring the customer back with
+        // their marks, and that fold writes; or the profile is already this one.
+        let write: Vec<&&ProfileWrite> = order
+            .iter()
+            .filter(|w| {
+                let c = w.profile.customer.as_str();
+                contributions_hash(now.get(c).unwrap_or(&none)) == w.folded
+                    && stored.get(c).map(String::as_str) != Some(w.input_hash.as_str())
+            })
+            .collect();
+        let upsert = match self.dialect {
+            Dialect::Sqlite => {
+                "INSERT INTO huixi_customers (tenant, customer, profile, input_hash, updated_at) \
+                 VALUES __ ON CONFLICT (tenant, customer) DO UPDATE SET profile = excluded.profile, \
+                 input_hash = excluded.input_hash, updated_at = excluded.updated_at"
+            }
+            Dialect::MySql => {
+                "INSERT INTO huixi_customers (tenant, customer, profile, input_hash, updated_at) \
+                 VALUES __ ON DUPLICATE KEY UPDATE profile = VALUES(profile), \
+                 input_hash = VALUES(input_hash), updated_at = VALUES(updated_at)"
+            }
+        };
+        let at = now_ms();
+        let profiles = write
+            .iter()
+            .map(|w| {
+                vec![
+                    Value::from(tenant),
+                    Value::from(w.profile.customer.as_str()),
+                    Value::Text(serde_json::to_string(&w.profile).expect("profiles serialize")),
+                    Value::from(w.input_hash.as_str()),
+                    Value::Int(at),
+                ]
+            })
+            .collect();
+        insert_rows(&mut tx, upsert, profiles).await?;
+        let written: Vec<&str> = write.iter().map(|w| w.profile.customer.as_str()).collect();
+        delete_in(
+            &mut tx,
+            "huixi_tag_suggestions",
+            "customer",
+            tenant,
+            &written,
+            None,
+        )
+        .await?;
+        let tags = write
+            .iter()
+            .flat_map(|w| {
+                w.profile.tags.iter().map(|t| {
+                    vec![
+                        Value::from(tenant),
+                        Value::from(w.profile.customer.as_str()),
+                        Value::from(t.group.as_str()),
+                        Value::from(t.tag.as_str()),
+                        Value::OptText(t.tag_id.clone()),
+                        Value::Real(t.confidence),
+                        Value::from(t.reason.as_str()),
+                        Value::Text(serde_json::to_string(&t.evidence).expect("strings serialize")),
+                        Value::Int(at),
+                    ]
+                })
             })
             .collect();
         insert_rows(
@@ -305,16 +409,39 @@ impl Store {
             tags,
         )
         .await?;
-        enqueue_event(
-            &mut tx,
-            tenant,
-            "customer.updated",
-            serde_json::json!({"tenant": tenant, "customer": profile}),
-        )
-        .await?;
+        if super::webhooks::hooked(&mut tx, tenant).await? {
+            let events = write
+                .iter()
+                .map(|w| {
+                    let payload = serde_json::json!({"tenant": tenant, "customer": w.profile});
+                    ("customer.updated", payload)
+                })
+                .collect();
+            super::webhooks::insert_events(&mut tx, tenant, events).await?;
+        }
         clear_marks(&mut tx, marks).await?;
-        tx.commit().await?;
-        Ok(true)
+        // Rows created only to be locked are rolled back with the transaction when nothing is
+        // written; written ones replace them.
+        if write.is_empty() {
+            tx.rollback().await?;
+            self.clear_stale(marks).await?;
+        } else {
+            // A row created only to be locked, whose profile is not written this time, would be
+            // left empty: remove it (a committed row always has its hash).
+            let empty: Vec<&str> = keys
+                .iter()
+                .copied()
+                .filter(|k| !written.contains(k))
+                .filter(|k| stored.get(*k).is_some_and(String::is_empty))
+                .collect();
+            delete_in(&mut tx, "huixi_customers", "customer", tenant, &empty, None).await?;
+            tx.commit().await?;
+        }
+        let written: BTreeSet<&str> = written.into_iter().collect();
+        Ok(writes
+            .iter()
+            .map(|w| written.contains(w.profile.customer.as_str()))
+            .collect())
     }
 
     /// The tag suggestions written back for a customer, most confident first.
@@ -347,6 +474,22 @@ impl Store {
     }
 }
 
+/// What [`Store::customer_inputs`] reads for one customer.
+#[derive(Debug, Default)]
+pub struct CustomerInput {
+    pub contributions: Vec<Contribution>,
+    pub shared: Vec<IdentifierRow>,
+    pub stored: Option<(CustomerProfile, String)>,
+}
+
+/// A profile to write, with the hash of the contributions it was folded from and its input hash.
+#[derive(Debug, Clone)]
+pub struct ProfileWrite {
+    pub profile: CustomerProfile,
+    pub folded: String,
+    pub input_hash: String,
+}
+
 /// A customer whose profile is stale, and the marks that say so.
 #[derive(Debug, Clone)]
 pub struct StaleCustomer {
@@ -373,6 +516,20 @@ async fn clear_marks(
     Ok(())
 }
 
+/// An identifier row of `customer, kind, value_hash, masked, session_id, msgid, staff`.
+fn identifier_row(r: &sqlx::any::AnyRow) -> Result<IdentifierRow, StoreError> {
+    Ok(IdentifierRow {
+        customer: text(r, 0)?,
+        kind: text(r, 1)?,
+        hash: text(r, 2)?,
+        masked: text(r, 3)?,
+        session: text(r, 4)?,
+        msgid: text(r, 5)?,
+        staff: serde_json::from_str(&text(r, 6)?)
+            .map_err(|e| StoreError::Corrupt(format!("identifier staff: {e}")))?,
+    })
+}
+
 /// What a profile is folded from, as a hash: the contributions in their stored order.
 pub fn contributions_hash(contributions: &[Contribution]) -> String {
     let json: Vec<String> = contributions
@@ -382,7 +539,11 @@ pub fn contributions_hash(contributions: &[Contribution]) -> String {
     hash_parts(json.iter().map(String::as_str))
 }
 
-fn contribution(r: &sqlx::any::AnyRow, customer: &str) -> Result<Contribution, StoreError> {
-    serde_json::from_str(&text(r, 0)?)
+fn contribution(
+    r: &sqlx::any::AnyRow,
+    column: usize,
+    customer: &str,
+) -> Result<Contribution, StoreError> {
+    serde_json::from_str(&text(r, column)?)
         .map_err(|e| StoreError::Corrupt(format!("contribution of {customer}: {e}")))
 }

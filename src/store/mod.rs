@@ -25,7 +25,7 @@ pub use api::{Principal, SessionFilter};
 #[cfg(test)]
 pub use conversations::StoredSession;
 pub use conversations::{Committed, StoredConversation};
-pub use customers::contributions_hash;
+pub use customers::{contributions_hash, ProfileWrite, StaleCustomer};
 pub use jobs::DeadJob;
 pub use llm::{CachedAnswer, UsageGrouping, UsageRow};
 pub use runs::RunRecord;
@@ -131,6 +131,16 @@ impl Store {
                         sqlx::query("PRAGMA cache_size = -65536")
                             .execute(&mut *conn)
                             .await?;
+                        // A multi-row insert keeps a statement journal: in memory, not in a temporary
+                        // file written through system calls. And the log is copied back into the
+                        // database every 16 MiB rather than every 4: an index page a batch touches
+                        // over and over is written once per checkpoint.
+                        sqlx::query("PRAGMA temp_store = MEMORY")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA wal_autocheckpoint = 4000")
+                            .execute(&mut *conn)
+                            .await?;
                     } else {
                         // Repeatable read takes gap locks on every range a statement scans, and two
                         // conversations' inserts into neighbouring gaps deadlock. Every huixi writer
@@ -181,27 +191,6 @@ impl Store {
                 .ok_or_else(|| StoreError::Corrupt(format!("the store returned no id for {sql}"))),
         }
     }
-}
-
-/// Deletes the tenant's rows whose `column` is `value` from each table, inside a transaction that
-/// writes their replacement (a conversation's metrics, a session's findings, a customer's profile).
-async fn delete_rows(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    tables: &[&str],
-    column: &str,
-    tenant: &str,
-    value: &str,
-) -> Result<(), StoreError> {
-    for table in tables {
-        sqlx::query(&format!(
-            "DELETE FROM {table} WHERE tenant = ? AND {column} = ?"
-        ))
-        .bind(tenant)
-        .bind(value)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
 }
 
 /// Now, in the epoch milliseconds every huixi table stores times in.

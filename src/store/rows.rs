@@ -36,7 +36,7 @@ const MAX_ROWS: usize = 500;
 const MAX_VALUES: usize = 30_000;
 const MAX_BYTES: usize = 4 << 20;
 
-/// Runs `head VALUES (…), (…)…` for the rows, in as many statements as the limits take. Returns the
+/// Runs `head VALUES (…), (…)…` (or `head` with its ` VALUES __` filled in) for the rows, in as many statements as the limits take. Returns the
 /// rows affected (an `INSERT IGNORE` skips existing keys). Every row has as many values as `head` names
 /// columns.
 pub(super) async fn insert_rows(
@@ -60,10 +60,12 @@ pub(super) async fn insert_rows(
         }
         let (chunk, tail) = rest.split_at(take);
         rest = tail;
-        let sql = format!(
-            "{head} VALUES {}",
-            vec![placeholders.as_str(); take].join(", ")
-        );
+        let values = vec![placeholders.as_str(); take].join(", ");
+        // A head may place the values itself (`… VALUES __ ON CONFLICT …`).
+        let sql = match head.contains(" VALUES __") {
+            true => head.replacen(" VALUES __", &format!(" VALUES {values}"), 1),
+            false => format!("{head} VALUES {values}"),
+        };
         let mut q = sqlx::query(&sql);
         for row in chunk {
             debug_assert_eq!(row.len(), width, "{head}");
@@ -80,4 +82,60 @@ pub(super) async fn insert_rows(
         affected += q.execute(&mut **tx).await?.rows_affected();
     }
     Ok(affected)
+}
+
+/// `head WHERE tenant = ? AND column IN (…)tail`, a few hundred values a statement, every row.
+pub(super) async fn select_in(
+    conn: &mut sqlx::AnyConnection,
+    head: &str,
+    column: &str,
+    tenant: &str,
+    values: &[&str],
+    tail: &str,
+) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+    let mut rows = Vec::new();
+    for chunk in values.chunks(500) {
+        let sql = format!(
+            "{head} WHERE tenant = ? AND {column} IN ({}){tail}",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(tenant);
+        for v in chunk {
+            q = q.bind(*v);
+        }
+        rows.extend(q.fetch_all(&mut *conn).await?);
+    }
+    Ok(rows)
+}
+
+/// `DELETE FROM table WHERE tenant = ? AND column IN (…) [AND clause]`, a few hundred values a
+/// statement: each bounded by the index on (tenant, column), with no subquery for MariaDB to turn into
+/// a scan.
+pub(super) async fn delete_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    table: &str,
+    column: &str,
+    tenant: &str,
+    values: &[&str],
+    and: Option<(&str, &str)>,
+) -> Result<(), StoreError> {
+    for chunk in values.chunks(500) {
+        let mut sql = format!(
+            "DELETE FROM {table} WHERE tenant = ? AND {column} IN ({})",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        if let Some((clause, _)) = and {
+            sql.push_str(" AND ");
+            sql.push_str(clause);
+        }
+        let mut q = sqlx::query(&sql).bind(tenant);
+        for v in chunk {
+            q = q.bind(*v);
+        }
+        if let Some((_, value)) = and {
+            q = q.bind(value);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
 }

@@ -18,19 +18,6 @@ pub struct OutboxEvent {
     pub secret: String,
 }
 
-/// A profile the CRM should pick up.
-pub(super) async fn enqueue_event(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    tenant: &str,
-    event: &'static str,
-    payload: serde_json::Value,
-) -> Result<(), StoreError> {
-    if !hooked(tx, tenant).await? {
-        return Ok(());
-    }
-    insert_events(tx, tenant, vec![(event, payload)]).await
-}
-
 pub(super) async fn hooked(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tenant: &str,
