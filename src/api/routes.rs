@@ -215,10 +215,15 @@ pub async fn alerts(
     query: Result<Query<AlertQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = query?;
-    if let Some(s) = &q.severity {
-        s.parse::<crate::sensitive::Severity>()
-            .map_err(|e| ApiError::bad_request(format!("severity: {e}")))?;
-    }
+    // `HIGH` and `高` are the stored `high`.
+    let severity = q
+        .severity
+        .as_deref()
+        .map(|s| {
+            s.parse::<crate::sensitive::Severity>()
+                .map_err(|e| ApiError::bad_request(format!("severity: {e}")))
+        })
+        .transpose()?;
     let sel = Selection {
         limit: q.limit,
         offset: q.offset,
@@ -231,7 +236,7 @@ pub async fn alerts(
         .alerts(
             &tenant,
             q.session.as_deref(),
-            q.severity.as_deref(),
+            severity.map(|s| s.as_str()),
             limit,
             offset,
         )
@@ -319,7 +324,8 @@ pub async fn create_token(
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(t) = body?;
     let tenant = t.tenant.trim();
-    if tenant.is_empty() || tenant.len() > 64 {
+    // Characters, as the store's column counts them: 24 Chinese characters are 72 bytes.
+    if tenant.is_empty() || tenant.chars().count() > 64 {
         return Err(ApiError::bad_request("tenant must be 1 to 64 characters"));
     }
     let token = new_token();

@@ -118,6 +118,35 @@ pub enum ParseError {
     },
     #[error("field `action`: unknown action {0:?} (expected send, recall or switch)")]
     UnknownAction(String),
+    #[error(
+        "field `{field}`: {value} is not a time between 2000-01-01 and 2100-01-01 \
+         (milliseconds since 1970)"
+    )]
+    OutOfRange { field: &'static str, value: i64 },
+}
+
+/// The times an archive can hold, in epoch milliseconds: WeCom did not exist before the first, and a
+/// value past the second is a unit mistake or garbage. Inside it every date and gap computation is
+/// exact (no overflow, no time outside what a calendar can show).
+const TIMES: std::ops::Range<i64> = 946_684_800_000..4_102_444_800_000;
+
+impl Message {
+    /// Parses a line that comes from outside (an archive file, the ingest API): [`Message::parse`],
+    /// and a time inside what an archive can hold.
+    pub fn parse_input(line: &str) -> Result<Message, ParseError> {
+        let m = Message::parse(line)?;
+        match TIMES.contains(&m.msgtime) {
+            true => Ok(m),
+            false => Err(ParseError::OutOfRange {
+                field: if m.action == Action::Switch {
+                    "time"
+                } else {
+                    "msgtime"
+                },
+                value: m.msgtime,
+            }),
+        }
+    }
 }
 
 impl Message {
@@ -761,12 +790,33 @@ mod tests {
             e.to_string(),
             "field `msgtime`: expected an integer (milliseconds)"
         );
-        let e = Message::parse(r#"{"msgid":"m1","action":"send","from":"a","tolist":["b"],"msgtime":1,"msgtype":"text"}"#).unwrap_err();
+        let e = Message::parse(r#"{"msgid":"m1","action":"send","from":"a","tolist":["b"],"msgtime":1700000000000,"msgtype":"text"}"#).unwrap_err();
         assert_eq!(e.to_string(), "missing required field `text`");
         let e = Message::parse("{not json").unwrap_err();
         assert!(matches!(e, ParseError::NotJson(_)));
         let e = Message::parse(r#"{"msgid":"m1","action":"forward"}"#).unwrap_err();
         assert!(e.to_string().contains("forward"));
+    }
+
+    #[test]
+    fn a_msgtime_outside_any_calendar_is_rejected_naming_the_field() {
+        for t in [
+            "8210266876799999",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "-1",
+        ] {
+            let line = format!(
+                r#"{{"msgid":"m1","action":"send","from":"a","tolist":["b"],"msgtime":{t},"msgtype":"text","text":{{"content":"x"}}}}"#
+            );
+            assert!(
+                Message::parse(&line).is_ok(),
+                "stored messages read back as they are"
+            );
+            let e = Message::parse_input(&line).unwrap_err();
+            assert!(e.to_string().starts_with("field `msgtime`: "), "{e}");
+            assert!(e.to_string().contains(t), "{e}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
 
 use super::analysis::AnalysisArgs;
@@ -66,11 +66,7 @@ pub async fn store_settings(
 }
 
 pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
-    for f in &args.files {
-        if !f.is_file() {
-            bail!("cannot read archive {}: no such file", f.display());
-        }
-    }
+    super::check_archives(&args.files)?;
     let store = Store::connect(&args.db).await?;
     store_settings(
         &store,

@@ -107,11 +107,7 @@ pub async fn enqueue(args: EnqueueArgs) -> anyhow::Result<()> {
             request: None,
         }]
     } else {
-        for f in &args.files {
-            if !f.is_file() {
-                bail!("cannot read archive {}: no such file", f.display());
-            }
-        }
+        super::check_archives(&args.files)?;
         // Messages are committed before any job is published: a job never points at nothing.
         let input = read_files(&args.files)?;
         let names: Vec<String> = args.files.iter().map(|p| p.display().to_string()).collect();

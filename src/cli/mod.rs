@@ -124,6 +124,22 @@ fn load_lexicon(lexicon: Option<&Path>, whitelist: Option<&Path>) -> anyhow::Res
     Ok(lex)
 }
 
+/// Every archive named on the command line is a readable file, before anything is stored.
+fn check_archives(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
+    for f in files {
+        let why = match std::fs::metadata(f) {
+            Ok(m) if m.is_dir() => "is a directory, not an archive file",
+            Ok(m) if m.is_file() => continue,
+            Ok(_) => "is not a regular file",
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "no such file",
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => "permission denied",
+            Err(_) => "cannot be read",
+        };
+        anyhow::bail!("cannot read archive {}: {why}", f.display());
+    }
+    Ok(())
+}
+
 fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }

@@ -100,6 +100,13 @@ impl Lexicon {
                 errors.push(error("empty word".into()));
                 continue;
             }
+            // The matcher compares normalized text: a word of punctuation alone would never match.
+            if super::normalize::normalize_word(word).is_empty() {
+                errors.push(error(format!(
+                    "word {word:?} has nothing left to match once punctuation and spaces are removed"
+                )));
+                continue;
+            }
             if category.is_empty() {
                 errors.push(error("empty category".into()));
                 continue;
@@ -163,6 +170,19 @@ impl Lexicon {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_word_of_punctuation_alone_is_refused_with_its_line() {
+        let (lex, errors) = Lexicon::parse("t.txt", "！！！,引流,high\n加微信,引流,high\n");
+        assert_eq!(lex.entries.len(), 1);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].line, 1);
+        assert!(
+            errors[0].message.contains("nothing left to match"),
+            "{}",
+            errors[0]
+        );
+    }
 
     #[test]
     fn malformed_lines_are_reported_and_the_rest_loads() {

@@ -15,14 +15,31 @@ struct LineMatches<'a> {
 /// Scans every line; returns how many lines had at least one match.
 pub fn scan_lines(
     engine: &Engine,
-    input: impl BufRead,
+    mut input: impl BufRead,
     mut out: impl Write,
     json: bool,
 ) -> std::io::Result<usize> {
     let mut flagged = 0;
-    for (i, line) in input.lines().enumerate() {
-        let line = line?;
-        let matches = engine.scan(&line);
+    let mut buf = Vec::new();
+    for i in 0.. {
+        buf.clear();
+        if input.read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        // A line that is not UTF-8 is scanned with its bad bytes replaced, and said so with its
+        // number: one bad line does not end the scan of the rest.
+        let line = match std::str::from_utf8(&buf) {
+            Ok(s) => std::borrow::Cow::Borrowed(s),
+            Err(e) => {
+                eprintln!(
+                    "warning: line {}: not UTF-8 ({e}); invalid bytes replaced",
+                    i + 1
+                );
+                String::from_utf8_lossy(&buf)
+            }
+        };
+        let line = line.trim_end_matches(['\n', '\r']);
+        let matches = engine.scan(line);
         if !matches.is_empty() {
             flagged += 1;
         }

@@ -57,12 +57,16 @@ impl SessionFilter {
             texts.push(s.clone());
         }
         // Participants are stored as a JSON array of quoted ids; a quoted id cannot match inside another.
+        // The id is matched as written: `%` and `_` in it are escaped, so `?customer=%` matches a
+        // customer named `%`, not every customer.
         for p in &self.participants {
-            clause.push_str(" AND participants LIKE ?");
-            texts.push(format!(
-                "%{}%",
-                serde_json::to_string(p).expect("strings serialize")
-            ));
+            clause.push_str(" AND participants LIKE ? ESCAPE '!'");
+            let quoted = serde_json::to_string(p).expect("strings serialize");
+            let literal = quoted
+                .replace('!', "!!")
+                .replace('%', "!%")
+                .replace('_', "!_");
+            texts.push(format!("%{literal}%"));
         }
         let mut numbers = Vec::new();
         if let Some(f) = self.from_ms {

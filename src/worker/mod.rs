@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -294,7 +295,15 @@ async fn process(
             return;
         }
     };
-    let outcome = run_job(ctx, &job, counters).await;
+    // A panic inside one job is that job's failure, retried and then dead-lettered like any other,
+    // never the pool's: the slot is freed and the delivery settled.
+    let outcome = match std::panic::AssertUnwindSafe(run_job(ctx, &job, counters))
+        .catch_unwind()
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(panic) => Err(anyhow::anyhow!("panicked: {}", panic_message(&*panic))),
+    };
     let attempts = d.attempts;
     let acted = match outcome {
         Ok(written) => {
@@ -387,6 +396,15 @@ async fn run_job(
             other => return other,
         }
     }
+}
+
+/// What a panic said, when it said it with a string.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// A deadlock, a lock wait that timed out, or a busy SQLite file: the store's way of saying "again".

@@ -291,3 +291,61 @@ fn readable_summary_names_sessions_and_alerts() {
     assert!(text.contains("Alerts"), "{text}");
     assert!(text.contains("s_"), "{text}");
 }
+
+/// A time no calendar can show, mixed into the samples, is one rejected line; every session of the
+/// samples is still analysed, on this run and the next.
+#[test]
+fn a_msgtime_past_any_calendar_is_one_rejected_line_not_a_stopped_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_url(dir.path());
+    let mut lines: Vec<String> = std::fs::read_to_string(sample_archive())
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let poison = |id: &str, t: &str| {
+        format!(
+            r#"{{"msgid":"{id}","action":"send","from":"wmPoison","tolist":["liuyang"],"roomid":"","msgtime":{t},"msgtype":"text","text":{{"content":"你好"}}}}"#
+        )
+    };
+    lines.insert(3, poison("p_far", "8210266876799999"));
+    lines.insert(5, poison("p_max", "9223372036854775807"));
+    lines.insert(7, poison("p_min", "-9223372036854775808"));
+    let mixed = dir.path().join("mixed.jsonl");
+    std::fs::write(&mixed, lines.join("\n")).unwrap();
+    std::fs::create_dir(dir.path().join("clean")).unwrap();
+    let clean = stdout_json(&huixi(&[
+        "analyze",
+        sample_archive().to_str().unwrap(),
+        "--db",
+        &sqlite_url(&dir.path().join("clean")),
+        "--json",
+    ]));
+    for _ in 0..2 {
+        let report = stdout_json(&huixi(&[
+            "analyze",
+            mixed.to_str().unwrap(),
+            "--db",
+            &db,
+            "--json",
+        ]));
+        let rejected: Vec<u64> = report["rejected_lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                assert!(
+                    r["error"].as_str().unwrap().starts_with("field `msgtime`"),
+                    "{r}"
+                );
+                r["line"].as_u64().unwrap()
+            })
+            .collect();
+        assert_eq!(rejected, vec![4, 6, 8]);
+        assert_eq!(report["sessions"], clean["sessions"]);
+        assert_eq!(
+            ids(&report, "results", "session"),
+            ids(&clean, "results", "session")
+        );
+    }
+}
