@@ -71,29 +71,29 @@ pub async fn dump(url: &str) -> Vec<String> {
     let mut rows = Vec::new();
     for q in queries {
         for row in sqlx::query(q).fetch_all(&pool).await.expect(q) {
-            let mut cells = Vec::new();
-            for i in 0..row.len() {
-                // MySQL hands utf8mb4_bin text over as bytes.
-                let cell = row
-                    .try_get::<String, _>(i)
-                    .or_else(|_| row.try_get::<i64, _>(i).map(|v| v.to_string()))
-                    .or_else(|_| row.try_get::<Option<i64>, _>(i).map(|v| format!("{v:?}")))
-                    .or_else(|_| {
-                        row.try_get::<Option<String>, _>(i)
-                            .map(|v| format!("{v:?}"))
-                    })
-                    .or_else(|_| {
-                        row.try_get::<Vec<u8>, _>(i)
-                            .map(|b| String::from_utf8(b).expect("UTF-8 text"))
-                    })
-                    .unwrap_or_else(|e| panic!("{q}: column {i}: {e}"));
-                cells.push(cell);
-            }
+            let cells: Vec<String> = (0..row.len()).map(|i| cell(&row, i, q)).collect();
             rows.push(cells.join(" | "));
         }
     }
     pool.close().await;
     rows
+}
+
+/// A cell of any type as text, for comparing rows (`query` names the query in a failure).
+pub fn cell(row: &sqlx::any::AnyRow, i: usize, query: &str) -> String {
+    // MySQL hands utf8mb4_bin text over as bytes.
+    row.try_get::<String, _>(i)
+        .or_else(|_| row.try_get::<i64, _>(i).map(|v| v.to_string()))
+        .or_else(|_| row.try_get::<Option<i64>, _>(i).map(|v| format!("{v:?}")))
+        .or_else(|_| {
+            row.try_get::<Option<String>, _>(i)
+                .map(|v| format!("{v:?}"))
+        })
+        .or_else(|_| {
+            row.try_get::<Vec<u8>, _>(i)
+                .map(|b| String::from_utf8(b).expect("UTF-8 text"))
+        })
+        .unwrap_or_else(|e| panic!("{query}: column {i}: {e}"))
 }
 
 pub async fn count(url: &str, table: &str) -> i64 {

@@ -109,22 +109,7 @@ async fn stable_dump(url: &str) -> Vec<String> {
     let mut rows = Vec::new();
     for q in queries {
         for row in sqlx::query(q).fetch_all(&pool).await.expect(q) {
-            let cells: Vec<String> = (0..row.len())
-                .map(|i| {
-                    row.try_get::<String, _>(i)
-                        .or_else(|_| row.try_get::<i64, _>(i).map(|v| v.to_string()))
-                        .or_else(|_| row.try_get::<Option<i64>, _>(i).map(|v| format!("{v:?}")))
-                        .or_else(|_| {
-                            row.try_get::<Option<String>, _>(i)
-                                .map(|v| format!("{v:?}"))
-                        })
-                        .or_else(|_| {
-                            row.try_get::<Vec<u8>, _>(i)
-                                .map(|b| String::from_utf8(b).expect("UTF-8 text"))
-                        })
-                        .unwrap_or_else(|e| panic!("{q}: column {i}: {e}"))
-                })
-                .collect();
+            let cells: Vec<String> = (0..row.len()).map(|i| cell(&row, i, q)).collect();
             rows.push(cells.join(" | "));
         }
     }
