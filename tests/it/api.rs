@@ -107,8 +107,13 @@ impl Server {
 
     /// Waits until the in-process worker has analysed the sample's five sessions.
     async fn wait_for_batch(&self) {
+        self.wait_for_sessions(&self.a).await;
+    }
+
+    /// Waits until the in-process worker has analysed the sample's five sessions for a token's tenant.
+    async fn wait_for_sessions(&self, token: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while self.get("/v1/sessions", &self.a).await.1["items"]
+        while self.get("/v1/sessions", token).await.1["items"]
             .as_array()
             .unwrap()
             .len()
@@ -373,8 +378,15 @@ async fn bad_requests_get_a_json_error_and_the_right_status() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_uploaded_lexicon_applies_to_the_next_analysis_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(&sqlite_url(dir.path()));
+    let db = sqlite_url(dir.path());
+    // Tenant B has the very same messages, so what B is not alerted on is B's lexicon's doing.
+    let sample = sample_archive().display().to_string();
+    stdout_json(&huixi(&[
+        "enqueue", &sample, "--db", &db, "--tenant", "other", "--json",
+    ]));
+    let s = Server::start(&db);
     s.wait_for_batch().await;
+    s.wait_for_sessions(&s.b).await;
     let has = |v: &Value, word: &str| {
         v["items"]
             .as_array()
@@ -399,8 +411,17 @@ async fn an_uploaded_lexicon_applies_to_the_next_analysis_without_a_restart() {
     assert_eq!(status, 202, "{req}");
     s.wait(req["job"].as_i64().unwrap(), &s.a).await;
     assert!(has(&s.get("/v1/alerts?limit=500", &s.a).await.1, "报表"));
-    // Tenant B still scans with the starter lexicon.
-    assert!(!has(&s.get("/v1/alerts?limit=500", &s.b).await.1, "报表"));
+    // Tenant B, analysed again over the same messages, still scans with the starter lexicon: its
+    // alerts are the starter lexicon's, and none is A's word.
+    let (status, req) = s.post("/v1/reanalyze", &s.b, json!({"from": 0})).await;
+    assert_eq!(status, 202, "{req}");
+    s.wait(req["job"].as_i64().unwrap(), &s.b).await;
+    let b = s.get("/v1/alerts?limit=500", &s.b).await.1;
+    assert!(
+        !b["items"].as_array().unwrap().is_empty(),
+        "B's messages raise the starter lexicon's alerts: {b}"
+    );
+    assert!(!has(&b, "报表"), "{b}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
