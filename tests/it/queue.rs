@@ -436,11 +436,12 @@ async fn amqp_worker_reconnects_after_the_broker_drops_its_connection() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The drop was seen and survived: a reconnect said so, or a second connect was logged (the
+    // first connect's line alone proves nothing).
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("reconnect")
-            || String::from_utf8_lossy(&out.stderr).contains("connected to RabbitMQ"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr.contains("reconnecting") || stderr.matches("connected to RabbitMQ").count() >= 2,
+        "{stderr}"
     );
     let writes = s.writes().await;
     assert_eq!(writes.len(), 30);
