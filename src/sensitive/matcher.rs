@@ -152,7 +152,7 @@ impl Engine {
             norm.fill(text);
             let mut out = self.words_in(text, &norm);
             out.extend(pii::detect_in(text, &norm));
-            out.sort_by_key(|m| (m.start, m.end));
+            char_offsets(text, &mut out);
             out
         })
     }
@@ -162,7 +162,9 @@ impl Engine {
         BUFFER.with(|buffer| {
             let mut norm = buffer.borrow_mut();
             norm.fill(text);
-            self.words_in(text, &norm)
+            let mut out = self.words_in(text, &norm);
+            char_offsets(text, &mut out);
+            out
         })
     }
 
@@ -197,10 +199,14 @@ impl Engine {
             }
         }
         if !allowed.is_empty() {
+            // Hits and whitelisted spans both come in text order, and neither overlaps its own
+            // kind: one sweep over both, not every span for every hit.
+            let mut spans = allowed.iter().peekable();
             hits.retain(|h| {
-                !allowed
-                    .iter()
-                    .any(|(s, e)| *s <= h.byte_start && h.byte_end <= *e)
+                while spans.next_if(|(_, e)| *e < h.byte_end).is_some() {}
+                !spans
+                    .peek()
+                    .is_some_and(|(s, e)| *s <= h.byte_start && h.byte_end <= *e)
             });
         }
         hits
@@ -217,7 +223,9 @@ impl Engine {
     }
 }
 
-/// Builds a [`Match`] from original byte offsets.
+/// Builds a [`Match`] from original byte offsets. Its character offsets are relative to the match
+/// until [`char_offsets`] places them: counting the characters before every match from the start of
+/// the text made dense text (a word every few characters) quadratic.
 pub(super) fn located(
     text: &str,
     byte_start: usize,
@@ -227,11 +235,10 @@ pub(super) fn located(
     severity: Severity,
     kind: MatchKind,
 ) -> Match {
-    let start = text[..byte_start].chars().count();
     let matched_text = text[byte_start..byte_end].to_string();
     Match {
-        start,
-        end: start + matched_text.chars().count(),
+        start: 0,
+        end: matched_text.chars().count(),
         byte_start,
         byte_end,
         matched_text,
@@ -239,6 +246,19 @@ pub(super) fn located(
         category: category.to_string(),
         severity,
         kind,
+    }
+}
+
+/// Sorts matches by position and gives them their character offsets in `text`, in one pass over it.
+pub(super) fn char_offsets(text: &str, matches: &mut [Match]) {
+    matches.sort_by_key(|m| (m.byte_start, m.byte_end));
+    let (mut byte, mut chars) = (0, 0);
+    for m in matches {
+        chars += text[byte..m.byte_start].chars().count();
+        byte = m.byte_start;
+        let len = m.end - m.start;
+        m.start = chars;
+        m.end = chars + len;
     }
 }
 

@@ -33,6 +33,19 @@ mod proptests {
         &ENGINE
     }
 
+    /// Dense text, a word every two characters, gives every hit at its place: offsets are counted in
+    /// one pass, as a naive count from the start of the text would give them.
+    #[test]
+    fn dense_text_gives_every_hit_at_its_place() {
+        let text = "微信，".repeat(20_000);
+        let hits = engine().scan(&text);
+        assert_eq!(hits.len(), 20_000);
+        for (i, m) in hits.iter().enumerate() {
+            assert_eq!((m.start, m.end), (3 * i, 3 * i + 2));
+            assert_eq!(text[..m.byte_start].chars().count(), m.start);
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 2000, rng_seed: proptest::test_runner::RngSeed::Fixed(0x6875_6978), ..ProptestConfig::default() })]
 

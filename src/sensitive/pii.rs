@@ -329,7 +329,7 @@ pub fn detect(text: &str) -> Vec<Match> {
     let mut out = Vec::new();
     numbers(text, &mut out);
     handoffs(text, &mut out);
-    out.sort_by_key(|m| m.start);
+    super::matcher::char_offsets(text, &mut out);
     out
 }
 
