@@ -55,8 +55,6 @@ pub fn sqlite_url(dir: &Path) -> String {
 /// Every row of huixi's data tables (not the run log), in a stable order, as text: two equal dumps mean
 /// the store was not changed.
 pub async fn dump(url: &str) -> Vec<String> {
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(url).await.expect("connect to store");
     let queries = [
         "SELECT tenant, msgid, conversation, msgtime, raw FROM huixi_messages ORDER BY tenant, msgid",
         "SELECT tenant, id, conversation, kind, participants, start_ms, end_ms, message_count, input_hash, result, analysed_at FROM huixi_sessions ORDER BY tenant, id",
@@ -68,6 +66,13 @@ pub async fn dump(url: &str) -> Vec<String> {
         "SELECT tenant, customer, profile, input_hash, updated_at FROM huixi_customers ORDER BY tenant, customer",
         "SELECT tenant, customer, tag_group, tag, reason, evidence, updated_at FROM huixi_tag_suggestions ORDER BY tenant, customer, tag_group, tag",
     ];
+    rows_of(url, &queries).await
+}
+
+/// Every row the queries return, in order, each as its cells joined by ` | `.
+pub async fn rows_of(url: &str, queries: &[&str]) -> Vec<String> {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.expect("connect to store");
     let mut rows = Vec::new();
     for q in queries {
         for row in sqlx::query(q).fetch_all(&pool).await.expect(q) {

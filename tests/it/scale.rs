@@ -91,8 +91,6 @@ fn shared_archive(dir: &Path, customers: usize, staff: usize) -> String {
 /// huixi's data tables without what says when a row was written (times, autoincrement ids, write
 /// counts): two stores that analysed the same archive, however, dump the same.
 async fn stable_dump(url: &str) -> Vec<String> {
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(url).await.expect("connect to store");
     let queries = [
         "SELECT tenant, msgid, conversation, msgtime, raw FROM huixi_messages ORDER BY tenant, msgid",
         "SELECT tenant, id, conversation, kind, participants, start_ms, end_ms, message_count, input_hash, result FROM huixi_sessions ORDER BY tenant, id",
@@ -106,15 +104,7 @@ async fn stable_dump(url: &str) -> Vec<String> {
         "SELECT tenant, customer, tag_group, tag, reason, evidence FROM huixi_tag_suggestions ORDER BY tenant, customer, tag_group, tag",
         "SELECT tenant, conversation, extras FROM huixi_conversations ORDER BY tenant, conversation",
     ];
-    let mut rows = Vec::new();
-    for q in queries {
-        for row in sqlx::query(q).fetch_all(&pool).await.expect(q) {
-            let cells: Vec<String> = (0..row.len()).map(|i| cell(&row, i, q)).collect();
-            rows.push(cells.join(" | "));
-        }
-    }
-    pool.close().await;
-    rows
+    rows_of(url, &queries).await
 }
 
 /// The queries a conversation, a customer and a staff-day cost, as the store runs them.
