@@ -51,7 +51,7 @@ pub async fn duplicates(
     Tenant(tenant): Tenant,
 ) -> Result<Json<Value>, ApiError> {
     let store = &state.ctx.store;
-    let mut items = shared_identifiers(&store.shared_identifiers(&tenant, None).await?);
+    let mut items = shared_identifiers(&store.shared_identifiers(&tenant).await?);
     for p in store.profiles_served_by_several(&tenant).await? {
         items.extend(
             p.duplicates

@@ -24,34 +24,23 @@ impl Store {
             .collect()
     }
 
-    /// Every row of the phones and names written by more than one customer: of those `customer`
-    /// wrote, or all of the tenant's. For one customer the query reads only the rows of their own
-    /// values (by index), which keeps a batch linear in its customers.
-    pub async fn shared_identifiers(
-        &self,
-        tenant: &str,
-        customer: Option<&str>,
-    ) -> Result<Vec<IdentifierRow>, StoreError> {
-        let values = match customer {
-            Some(_) => "SELECT value_hash FROM huixi_customer_identifiers WHERE tenant = ? AND customer = ?",
-            None => "SELECT value_hash FROM huixi_customer_identifiers WHERE tenant = ? \
-                     GROUP BY value_hash HAVING COUNT(DISTINCT customer) > 1",
-        };
-        let sql = format!(
-            "SELECT customer, kind, value_hash, masked, session_id, msgid, staff FROM huixi_customer_identifiers \
-             WHERE tenant = ? AND value_hash IN ({values}) ORDER BY value_hash, customer, session_id, msgid"
-        );
-        let mut q = sqlx::query(&sql).bind(tenant).bind(tenant);
-        if let Some(c) = customer {
-            q = q.bind(c);
-        }
-        let rows = q
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(identifier_row)
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(rows)
+    /// Every row of the tenant's phones and names written by more than one customer (the 撞单 list;
+    /// a profile reads its own customers' rows through [`Store::customer_inputs`]).
+    pub async fn shared_identifiers(&self, tenant: &str) -> Result<Vec<IdentifierRow>, StoreError> {
+        sqlx::query(
+            "SELECT customer, kind, value_hash, masked, session_id, msgid, staff \
+             FROM huixi_customer_identifiers WHERE tenant = ? AND value_hash IN \
+             (SELECT value_hash FROM huixi_customer_identifiers WHERE tenant = ? \
+             GROUP BY value_hash HAVING COUNT(DISTINCT customer) > 1) \
+             ORDER BY value_hash, customer, session_id, msgid",
+        )
+        .bind(tenant)
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(identifier_row)
+        .collect()
     }
 
     /// Profiles whose 撞单 include a customer served by several staff members. The profile JSON is
