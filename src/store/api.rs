@@ -303,6 +303,7 @@ impl Store {
         whitelist: &str,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        self.bump_tenant_version(&mut tx, tenant, "lexicon").await?;
         sqlx::query("DELETE FROM huixi_tenant_lexicons WHERE tenant = ?")
             .bind(tenant)
             .execute(&mut *tx)

@@ -54,6 +54,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0006_scale.sql"),
         mysql: include_str!("../../migrations/mysql/0006_scale.sql"),
     },
+    Migration {
+        version: 7,
+        name: "tenants",
+        sqlite: include_str!("../../migrations/sqlite/0007_tenants.sql"),
+        mysql: include_str!("../../migrations/mysql/0007_tenants.sql"),
+    },
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<(), StoreError> {

@@ -29,7 +29,7 @@ pub use customers::{contributions_hash, ProfileWrite, StaleCustomer};
 pub use jobs::DeadJob;
 pub use llm::{CachedAnswer, UsageGrouping, UsageRow};
 pub use runs::RunRecord;
-pub use settings::TenantSettings;
+pub use settings::{StoredTenant, TenantSettings};
 pub use trajectory::MetricsFilter;
 pub use webhooks::OutboxEvent;
 
