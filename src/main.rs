@@ -15,16 +15,23 @@ mod llm;
 mod pipeline;
 mod queue;
 mod sensitive;
+mod settings;
+mod startup;
 mod store;
 mod telemetry;
+mod tenant;
 mod trajectory;
 mod webhook;
 mod worker;
 
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = match cli::parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let default_level = match cli.verbose {
         0 => "warn",
         1 => "info",

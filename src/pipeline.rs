@@ -14,48 +14,14 @@ use anyhow::Context;
 use tracing::Instrument;
 
 use crate::agents::llm::LlmAnalysers;
-use crate::agents::offline::OfflineAnalysers;
 use crate::analysis::{self, ConversationOutput, Reading};
 use crate::archive::{conversation_key, ArchiveReader, RejectedLine};
 use crate::customers::{refresh_many, CustomerProfile, Duplicate};
 use crate::kb::Knowledge;
-use crate::sensitive::{Alert, Registry, RiskRules};
-use crate::store::{
-    Committed, MetricsFilter, RunRecord, Store, StoredConversation, TenantSettings,
-};
-use crate::trajectory::{self, Hours, StaffDay};
-
-pub struct Options {
-    pub tenant: String,
-    pub idle_gap_ms: i64,
-    pub rules: RiskRules,
-}
-
-/// The analysis backends of a run: the offline analysers always (they also supply the facts computed
-/// from timestamps and rules), and a model endpoint when one is configured.
-pub struct Analysers<'a> {
-    pub offline: &'a OfflineAnalysers,
-    pub llm: Option<&'a LlmAnalysers>,
-    /// Tenant knowledge bases, searched for the agents that declare retrieval.
-    pub kb: Option<&'a Knowledge>,
-}
-
-/// A tenant's stored settings, read once for a job or a run.
-pub struct TenantView {
-    pub settings: TenantSettings,
-    pub hours: Hours,
-}
-
-impl TenantView {
-    pub async fn load(store: &Store, tenant: &str) -> anyhow::Result<TenantView> {
-        let settings = store.tenant_settings(tenant).await?;
-        let hours = settings
-            .calendar
-            .hours()
-            .map_err(|e| anyhow::anyhow!("calendar of tenant {tenant:?}: {e}"))?;
-        Ok(TenantView { settings, hours })
-    }
-}
+use crate::sensitive::Alert;
+use crate::store::{Committed, MetricsFilter, RunRecord, Store, StoredConversation};
+use crate::tenant::{Tenant, Tenants};
+use crate::trajectory::{self, StaffDay};
 
 /// Called once per conversation finished, for progress display.
 pub trait Progress {
@@ -102,23 +68,23 @@ const BATCH: usize = 5_000;
 const GROUP: usize = 48;
 
 pub async fn analyze(
-    store: &Store,
-    lexicons: &Registry,
-    analysers: &Analysers<'_>,
+    tenants: &Tenants,
+    tenant: &Tenant,
     files: &[PathBuf],
-    opts: &Options,
     progress: &dyn Progress,
     sink: &mut dyn ReportSink,
 ) -> anyhow::Result<RunRecord> {
+    let store = tenants.store();
+    let tenant_id = &tenant.id;
     let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
-    let run = store.start_run(&opts.tenant, &names).await?;
+    let run = store.start_run(tenant_id, &names).await?;
     let mut stats = RunRecord::default();
     let mut reader = ArchiveReader::new(files);
     let mut conversations: BTreeSet<String> = BTreeSet::new();
     while let Some(batch) = reader.next_batch(BATCH)? {
         stats.messages_read += batch.len() as u64;
         stats.messages_new += store
-            .insert_messages(&opts.tenant, &batch)
+            .insert_messages(tenant_id, &batch)
             .await
             .context("storing messages")?;
         conversations.extend(batch.iter().filter_map(conversation_key));
@@ -132,7 +98,6 @@ pub async fn analyze(
     );
     progress.start(conversations.len() as u64);
 
-    let tenant = TenantView::load(store, &opts.tenant).await?;
     let mut customers: BTreeSet<String> = BTreeSet::new();
     let mut staff: BTreeSet<String> = BTreeSet::new();
     let mut days: BTreeSet<String> = BTreeSet::new();
@@ -151,12 +116,12 @@ pub async fn analyze(
     // last group committing. The store's I/O runs beside the analysis, not after it, and a group of
     // conversations shares one transaction (one commit, not one per conversation).
     // Every message of the run is stored: how far the archive reaches is known once for all.
-    let horizon = store.archive_horizon(&opts.tenant).await?;
+    let horizon = store.archive_horizon(tenant_id).await?;
     // Three groups of conversations at once: the next loading, this one analysed on this thread,
     // the last committing. The store's I/O runs beside the analysis, not after it, and a group
     // shares a statement per table and one transaction.
     let load = |keys: &[String]| {
-        let (store, tenant, keys) = (store.clone(), opts.tenant.clone(), keys.to_vec());
+        let (store, tenant, keys) = (store.clone(), tenant_id.clone(), keys.to_vec());
         tokio::spawn(async move {
             store
                 .load_conversations(&tenant, &keys, Some(horizon))
@@ -184,18 +149,9 @@ pub async fn analyze(
         loading = groups.get(i + 1).map(|g| load(g));
         let mut outs = Vec::with_capacity(group.len());
         for (key, stored) in group.iter().zip(&stored) {
-            let out = analyse(
-                store,
-                lexicons,
-                analysers,
-                opts,
-                &tenant,
-                Some(run),
-                key,
-                stored,
-            )
-            .instrument(conversation_span(&opts.tenant, key))
-            .await?;
+            let out = analyse(store, tenants.kb(), tenant, Some(run), key, stored)
+                .instrument(conversation_span(tenant_id, key))
+                .await?;
             outs.push(out);
         }
         if let Some(previous) = committing.take() {
@@ -219,14 +175,14 @@ pub async fn analyze(
     );
     // A batch folds each customer once, after all their conversations in it were committed.
     let library = tenant.settings.tag_library.as_ref();
-    let folded = fold_stale(store, analysers, Some(&opts.tenant), library).await?;
+    let folded = fold_stale(tenants, Some(tenant_id)).await?;
     tracing::info!(customers = folded.len(), "stale profiles folded");
     let mut duplicates: Vec<Duplicate> = Vec::new();
     let customers: Vec<String> = customers.into_iter().collect();
     // Every customer of the run, brought up to date (a new tag library re-tags them): for most, a
     // comparison of hashes.
     for group in customers.chunks(FOLD_GROUP) {
-        for r in refresh_many(store, &opts.tenant, group, library, analysers.llm, &[]).await? {
+        for r in refresh_many(store, tenant_id, group, library, tenant.llm.as_ref(), &[]).await? {
             for d in &r.profile.duplicates {
                 if !duplicates.contains(d) {
                     duplicates.push(d.clone());
@@ -238,12 +194,12 @@ pub async fn analyze(
     tracing::info!(customers = customers.len(), "profiles reported");
     // Questions left unanswered in conversations this run did not touch fall due as the archive
     // moves on; they are raised now, with this run.
-    let quiet_timeouts = store.raise_quiet_timeouts(Some(&opts.tenant)).await?;
+    let quiet_timeouts = store.raise_quiet_timeouts(Some(tenant_id)).await?;
     stats.alerts += quiet_timeouts.len() as u64;
-    let staff_days = run_staff_days(store, &opts.tenant, &staff, &days).await?;
+    let staff_days = run_staff_days(store, tenant_id, &staff, &days).await?;
     store.finish_run(run, reader.rejected.len(), &stats).await?;
     sink.finish(RunSummary {
-        tenant: opts.tenant.clone(),
+        tenant: tenant_id.clone(),
         messages: stats.messages_read as usize,
         sessions: stats.sessions as usize,
         rejected_lines: std::mem::take(&mut reader.rejected),
@@ -260,24 +216,22 @@ pub async fn analyze(
 /// what lets a queue deliver a job more than once. The profiles of the customers the commit changed
 /// are left stale for [`fold_stale`].
 pub async fn analyze_conversation(
-    store: &Store,
-    lexicons: &Registry,
-    analysers: &Analysers<'_>,
-    opts: &Options,
-    tenant: &TenantView,
+    tenants: &Tenants,
+    tenant: &Tenant,
     run: Option<i64>,
     key: &str,
 ) -> anyhow::Result<(ConversationOutput, Committed)> {
+    let store = tenants.store();
     async {
-        let stored = store.load_conversation(&opts.tenant, key, None).await?;
-        let out = analyse(store, lexicons, analysers, opts, tenant, run, key, &stored).await?;
+        let stored = store.load_conversation(&tenant.id, key, None).await?;
+        let out = analyse(store, tenants.kb(), tenant, run, key, &stored).await?;
         let committed = store
             .commit_conversation(&out)
             .await
             .with_context(|| format!("saving conversation {key}"))?;
         Ok((out, committed))
     }
-    .instrument(conversation_span(&opts.tenant, key))
+    .instrument(conversation_span(&tenant.id, key))
     .await
 }
 
@@ -288,55 +242,28 @@ fn conversation_span(tenant: &str, key: &str) -> tracing::Span {
 
 /// The analysis of a loaded conversation: [`analysis::run`] offline; with a model, the sessions whose
 /// inputs changed are read by it between the core's steps.
-#[allow(clippy::too_many_arguments)]
 async fn analyse(
     store: &Store,
-    lexicons: &Registry,
-    analysers: &Analysers<'_>,
-    opts: &Options,
-    tenant: &TenantView,
+    kb: Option<&Knowledge>,
+    tenant: &Tenant,
     run: Option<i64>,
     key: &str,
     stored: &StoredConversation,
 ) -> anyhow::Result<ConversationOutput> {
-    // A lexicon file edited during a long run applies from the next conversation on; the engine's
-    // fingerprint in the input hash keeps results from the old and new lexicon apart.
-    for (t, reloaded) in lexicons.reload_changed() {
-        match reloaded {
-            Ok(errors) => {
-                tracing::info!(tenant = %t, skipped_lines = errors.len(), "lexicon reloaded");
-                for e in errors {
-                    tracing::warn!("skipped line: {e}");
-                }
-            }
-            Err(e) => tracing::warn!(tenant = %t, "lexicon not reloaded, keeping the old one: {e}"),
-        }
-    }
     if stored.messages.is_empty() {
         anyhow::bail!(
             "conversation {key:?} of tenant {:?} has no stored messages",
-            opts.tenant
+            tenant.id
         );
     }
-    let engine = lexicons.engine(&opts.tenant);
-    let cfg = analysis::Config {
-        tenant: &opts.tenant,
-        idle_gap_ms: opts.idle_gap_ms,
-        rules: opts.rules,
-        engine: &engine,
-        offline: analysers.offline,
-        model: analysers.llm.map_or("offline", |l| l.fingerprint()),
-        hours: &tenant.hours,
-    };
-    let out = match analysers.llm {
+    let cfg = tenant.config();
+    let out = match &tenant.llm {
         None => analysis::run(&cfg, key, stored),
         Some(llm) => {
             let sessions = analysis::sessions(&cfg, stored);
             let mut readings = Vec::with_capacity(sessions.len());
             for session in &sessions {
-                readings.push(
-                    read_with_model(store, llm, analysers.kb, &cfg, stored, session, run).await?,
-                );
+                readings.push(read_with_model(store, llm, kb, &cfg, stored, session, run).await?);
             }
             analysis::finish(&cfg, key, stored, sessions, readings)
         }
@@ -400,14 +327,11 @@ async fn read_with_model(
 /// the customers it shares a phone or name with stale in turn (their 撞单 changed too). Returns the
 /// customers folded, by tenant.
 pub async fn fold_stale(
-    store: &Store,
-    analysers: &Analysers<'_>,
+    tenants: &Tenants,
     tenant: Option<&str>,
-    library: Option<&crate::customers::TagLibrary>,
 ) -> anyhow::Result<BTreeSet<(String, String)>> {
+    let store = tenants.store();
     let mut folded = BTreeSet::new();
-    let mut libraries: std::collections::BTreeMap<String, Option<crate::customers::TagLibrary>> =
-        Default::default();
     loop {
         let stale = store.stale_customers(tenant, 1_000).await?;
         if stale.is_empty() {
@@ -419,30 +343,16 @@ pub async fn fold_stale(
             by_tenant.entry(s.tenant.clone()).or_default().push(s);
         }
         for (t, stale) in by_tenant {
-            let library = match (tenant, library) {
-                (Some(_), l) => l.cloned(),
-                (None, _) => match libraries.get(&t) {
-                    Some(l) => l.clone(),
-                    None => {
-                        let l = store.tenant_settings(&t).await?.tag_library;
-                        libraries.insert(t.clone(), l.clone());
-                        l
-                    }
-                },
-            };
+            // Each tenant's profiles with its own tag library and model agents.
+            let config = tenants.get(&t).await?;
+            let library = config.settings.tag_library.as_ref();
             for group in stale.chunks(FOLD_GROUP) {
                 let customers: Vec<String> = group.iter().map(|s| s.customer.clone()).collect();
                 let marks: Vec<i64> = group.iter().flat_map(|s| s.marks.iter().copied()).collect();
-                let refreshed = refresh_many(
-                    store,
-                    &t,
-                    &customers,
-                    library.as_ref(),
-                    analysers.llm,
-                    &marks,
-                )
-                .await
-                .with_context(|| format!("folding the profiles of {}…", customers[0]))?;
+                let refreshed =
+                    refresh_many(store, &t, &customers, library, config.llm.as_ref(), &marks)
+                        .await
+                        .with_context(|| format!("folding the profiles of {}…", customers[0]))?;
                 for r in refreshed {
                     if r.written {
                         mark_partners(store, &t, &r.profile).await?;
@@ -478,22 +388,21 @@ async fn mark_partners(
 /// Folds these customers' profiles now (a re-analysis asked for recomputes them, changed or not),
 /// then whatever that made stale.
 pub async fn refresh_now(
-    store: &Store,
-    analysers: &Analysers<'_>,
-    tenant: &TenantView,
-    tenant_id: &str,
+    tenants: &Tenants,
+    tenant: &Tenant,
     customers: &BTreeSet<String>,
 ) -> anyhow::Result<()> {
+    let store = tenants.store();
     let library = tenant.settings.tag_library.as_ref();
     let customers: Vec<String> = customers.iter().cloned().collect();
     for group in customers.chunks(FOLD_GROUP) {
-        for r in refresh_many(store, tenant_id, group, library, analysers.llm, &[]).await? {
+        for r in refresh_many(store, &tenant.id, group, library, tenant.llm.as_ref(), &[]).await? {
             if r.written {
-                mark_partners(store, tenant_id, &r.profile).await?;
+                mark_partners(store, &tenant.id, &r.profile).await?;
             }
         }
     }
-    fold_stale(store, analysers, Some(tenant_id), library).await?;
+    fold_stale(tenants, Some(&tenant.id)).await?;
     Ok(())
 }
 

@@ -146,6 +146,13 @@ struct AgentFile {
     scope: Option<Scope>,
     #[serde(default)]
     vars: BTreeMap<String, toml::Value>,
+    /// `false`: the agent is not asked (its part of the result is the offline reading).
+    enabled: Option<bool>,
+    /// The instructions template itself, instead of a file under `prompts/`: how a tenant's prompt
+    /// arrives through the API, where there is no file to name.
+    prompt_template: Option<String>,
+    /// The output schema itself, instead of a file under `agents/`.
+    output_schema: Option<serde_json::Value>,
 }
 
 /// What an agent reads: one session (the default), or one customer across their sessions.
@@ -219,7 +226,7 @@ impl Sources {
             .ok_or_else(|| invalid(&key, "no such file (not on disk, not shipped)"))
     }
 
-    fn agent_names(&self) -> Vec<String> {
+    pub fn agent_names(&self) -> Vec<String> {
         let mut names: Vec<String> = BUILTIN.iter().map(|s| s.to_string()).collect();
         if let Some(dir) = &self.agents_dir {
             if let Ok(entries) = std::fs::read_dir(dir) {
@@ -249,11 +256,32 @@ pub struct AgentSet {
 
 impl AgentSet {
     pub fn load(sources: &Sources, tenant: &str) -> Result<AgentSet, DefinitionError> {
+        AgentSet::load_for(sources, tenant, &[])
+    }
+
+    /// The tenant's agents: the shipped (or `--agents-dir`) definitions, the tenant's override files,
+    /// then `overrides` (agent name, JSON with the fields of `agents/NAME.toml`) as the tenant stored
+    /// them, each field of an override replacing the one under it.
+    pub fn load_for(
+        sources: &Sources,
+        tenant: &str,
+        overrides: &[(String, String)],
+    ) -> Result<AgentSet, DefinitionError> {
+        let names = sources.agent_names();
+        let mut stored = BTreeMap::new();
+        for (name, json) in overrides {
+            let label = format!("override of agent {name}");
+            if !names.contains(name) {
+                return Err(invalid(&label, format!("no agent {name:?} to override")));
+            }
+            let over = parse_override(&label, json)?;
+            stored.insert(name.as_str(), (label, json, over));
+        }
         let mut hash = Sha256::new();
         let (_, frame) = sources.read("prompts", "system.hbs")?;
         hash.update(frame.as_bytes());
         let mut agents = Vec::new();
-        for name in sources.agent_names() {
+        for name in names {
             let (file, text) = sources.read("agents", &format!("{name}.toml"))?;
             let mut def: AgentFile =
                 toml::from_str(&text).map_err(|e| invalid(&file, e.to_string()))?;
@@ -275,6 +303,15 @@ impl AgentSet {
                     hash.update(text.as_bytes());
                     def = merge(def, over);
                 }
+            }
+            let mut file = file;
+            if let Some((label, json, over)) = stored.remove(name.as_str()) {
+                hash.update(json.as_bytes());
+                def = merge(def, over.clone());
+                file = label.clone();
+            }
+            if def.enabled == Some(false) {
+                continue;
             }
             let agent = resolve(sources, &file, &name, def, &mut hash)?;
             agents.push(agent);
@@ -299,6 +336,7 @@ impl AgentSet {
 }
 
 fn merge(base: AgentFile, over: AgentFile) -> AgentFile {
+    let (names_prompt, names_schema) = (over.prompt.is_some(), over.schema.is_some());
     let mut vars = base.vars;
     vars.extend(over.vars);
     AgentFile {
@@ -314,7 +352,25 @@ fn merge(base: AgentFile, over: AgentFile) -> AgentFile {
         retrieval: over.retrieval.or(base.retrieval),
         scope: over.scope.or(base.scope),
         vars,
+        enabled: over.enabled.or(base.enabled),
+        // An inline template or schema replaces the file it overrides, and a named file the inline one.
+        prompt_template: if names_prompt {
+            over.prompt_template
+        } else {
+            over.prompt_template.or(base.prompt_template)
+        },
+        output_schema: if names_schema {
+            over.output_schema
+        } else {
+            over.output_schema.or(base.output_schema)
+        },
     }
+}
+
+/// An override as stored or uploaded: the fields of an agent file, as JSON. Its `name`, when given,
+/// must be the agent's.
+fn parse_override(label: &str, json: &str) -> Result<AgentFile, DefinitionError> {
+    serde_json::from_str(json).map_err(|e| invalid(label, e.to_string()))
 }
 
 fn resolve(
@@ -333,10 +389,14 @@ fn resolve(
     let need = |field: &str, v: Option<String>| {
         v.ok_or_else(|| invalid(file, format!("missing field `{field}`")))
     };
-    let prompt = need("prompt", def.prompt)?;
-    let schema_name = need("schema", def.schema)?;
-    let (template_file, template) = sources.read("prompts", &prompt)?;
-    let (schema_file, schema_text) = sources.read("agents", &schema_name)?;
+    let (template_file, template) = match def.prompt_template {
+        Some(t) => (format!("{file}: field `prompt_template`"), t),
+        None => sources.read("prompts", &need("prompt", def.prompt)?)?,
+    };
+    let (schema_file, schema_text) = match def.output_schema {
+        Some(s) => (format!("{file}: field `output_schema`"), s.to_string()),
+        None => sources.read("agents", &need("schema", def.schema)?)?,
+    };
     hash.update(template.as_bytes());
     hash.update(schema_text.as_bytes());
     let schema: serde_json::Value = serde_json::from_str(&schema_text)

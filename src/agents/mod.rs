@@ -18,3 +18,11 @@ pub use result::{
     AgentFailure, CompetitorMention, Emotion, EmotionLabel, EmotionPair, Keyword, Opportunity,
     ScoreBreakdown, SessionResult, Signal, StaffScore, Stage, Summary,
 };
+
+/// Whether every prompt template of the set compiles: a tenant's override is checked before it is
+/// stored, whether or not this process talks to a model.
+pub fn check_templates(set: &AgentSet) -> Result<(), String> {
+    prompt::Renderer::new(set)
+        .map(|_| ())
+        .map_err(|e| format!("{}: {}", e.template, e.message))
+}

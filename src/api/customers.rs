@@ -137,6 +137,7 @@ pub async fn put_tag_library(
     let library = TagLibrary::parse("tag library", text).map_err(ApiError::bad_request)?;
     let store = &state.ctx.store;
     store.put_tag_library(&tenant, &library).await?;
+    let config = state.ctx.tenants.fresh(&tenant).await?;
     let mut suggested = 0;
     for customer in store.customers(&tenant).await? {
         let r = refresh(
@@ -144,7 +145,7 @@ pub async fn put_tag_library(
             &tenant,
             &customer,
             Some(&library),
-            state.ctx.llm.as_ref(),
+            config.llm.as_ref(),
             &[],
         )
         .await
@@ -176,6 +177,7 @@ pub async fn put_calendar(
     let text = utf8(&body)?;
     let calendar = Calendar::parse("calendar", text).map_err(ApiError::bad_request)?;
     state.ctx.store.put_calendar(&tenant, &calendar).await?;
+    state.ctx.tenants.forget(&tenant).await;
     Ok(Json(json!({"calendar": calendar})))
 }
 

@@ -71,3 +71,30 @@ impl From<crate::queue::QueueError> for ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the queue is unavailable")
     }
 }
+
+impl From<crate::tenant::TenantError> for ApiError {
+    fn from(e: crate::tenant::TenantError) -> ApiError {
+        match e {
+            crate::tenant::TenantError::Store(e) => e.into(),
+            e => {
+                tracing::error!("{e}");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the tenant's stored configuration does not build; see the server log",
+                )
+            }
+        }
+    }
+}
+
+impl From<crate::tenant::change::ChangeError> for ApiError {
+    fn from(e: crate::tenant::change::ChangeError) -> ApiError {
+        use crate::tenant::change::ChangeError;
+        match e {
+            ChangeError::Invalid(message) => ApiError::bad_request(message),
+            ChangeError::NoAgent(name) => ApiError::not_found(format!("agent {name:?}")),
+            ChangeError::Tenant(e) => e.into(),
+            ChangeError::Store(e) => e.into(),
+        }
+    }
+}

@@ -3,7 +3,8 @@
 //!
 //! Routes (all JSON; `openapi.json` describes them):
 //! - tenant token: `POST /v1/reanalyze`, `GET /v1/jobs/{id}`, `GET /v1/sessions`, `GET /v1/sessions/{id}`,
-//!   `GET /v1/sessions/{id}/metrics`, `GET /v1/alerts`, `PUT /v1/lexicon`, `PUT /v1/whitelist`,
+//!   `GET /v1/sessions/{id}/metrics`, `GET /v1/alerts`, `GET|PUT /v1/settings`, `GET|PUT /v1/lexicon`, `GET|PUT /v1/whitelist`,
+//!   `GET /v1/agents`, `GET|PUT|DELETE /v1/agents/{name}`,
 //!   `GET /v1/customers/{id}`, `GET /v1/customers/{id}/tags`, `GET /v1/duplicates`, `GET /v1/metrics`,
 //!   `PUT /v1/tag-library`, `GET|PUT /v1/calendar`;
 //! - admin token: `POST /admin/tokens`, `DELETE /admin/tokens/{id}`, `PUT /admin/tenants/{t}/webhook`;
@@ -13,6 +14,7 @@ mod auth;
 mod customers;
 mod error;
 mod routes;
+mod settings;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,7 +29,6 @@ use metrics_exporter_prometheus::PrometheusHandle;
 pub use auth::new_token;
 
 use crate::queue::Queue;
-use crate::sensitive::{Lexicon, Registry};
 use crate::worker::Context;
 
 /// JSON bodies are small; lexicon uploads may be large.
@@ -43,8 +44,20 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     let uploads = Router::new()
-        .route("/v1/lexicon", put(routes::put_lexicon))
-        .route("/v1/whitelist", put(routes::put_whitelist))
+        .route(
+            "/v1/lexicon",
+            get(settings::lexicon).put(routes::put_lexicon),
+        )
+        .route(
+            "/v1/whitelist",
+            get(settings::whitelist).put(routes::put_whitelist),
+        )
+        .route(
+            "/v1/agents/{name}",
+            get(settings::agent)
+                .put(settings::put_agent)
+                .delete(settings::delete_agent),
+        )
         .route("/v1/tag-library", put(customers::put_tag_library))
         .layer(DefaultBodyLimit::max(LEXICON_LIMIT));
     Router::new()
@@ -54,6 +67,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sessions/{id}", get(routes::session))
         .route("/v1/sessions/{id}/metrics", get(customers::session_metrics))
         .route("/v1/alerts", get(routes::alerts))
+        .route(
+            "/v1/settings",
+            get(settings::settings).put(settings::put_settings),
+        )
+        .route("/v1/agents", get(settings::agents))
         .route("/v1/customers/{id}", get(customers::customer))
         .route("/v1/customers/{id}/tags", get(customers::customer_tags))
         .route("/v1/duplicates", get(customers::duplicates))
@@ -96,24 +114,8 @@ async fn observe(req: Request, next: Next) -> Response {
     response
 }
 
-/// Builds a tenant's engine from uploaded lexicon and whitelist texts and swaps it in.
-pub fn install_lexicon(registry: &Registry, tenant: &str, lexicon: &str, whitelist: &str) {
-    let mut lex = if lexicon.trim().is_empty() {
-        Lexicon::starter()
-    } else {
-        Lexicon::parse(&format!("lexicon of {tenant}"), lexicon).0
-    };
-    if !whitelist.trim().is_empty() {
-        lex.whitelist = Lexicon::parse_whitelist(&format!("whitelist of {tenant}"), whitelist).0;
-    }
-    registry.set(tenant, lex);
-}
-
 /// Serves until SIGTERM or Ctrl-C, then lets requests in progress finish.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> anyhow::Result<()> {
-    for (tenant, lexicon, whitelist) in state.ctx.store.tenant_lexicons().await? {
-        install_lexicon(&state.ctx.lexicons, &tenant, &lexicon, &whitelist);
-    }
     let webhooks = tokio::spawn(crate::webhook::deliver_forever(state.ctx.store.clone()));
     axum::serve(listener, router(state))
         .with_graceful_shutdown(crate::worker::shutdown_signal())

@@ -14,7 +14,6 @@ use super::auth::{new_token, Admin, Tenant};
 use super::error::ApiError;
 use super::AppState;
 use crate::queue::{Job, Lane};
-use crate::sensitive::Lexicon;
 use crate::store::SessionFilter;
 
 const MAX_PAGE: i64 = 500;
@@ -247,8 +246,9 @@ pub async fn alerts(
     ))
 }
 
-/// PUT /v1/lexicon and PUT /v1/whitelist: the tenant's files, in the file formats of the CLI. The new
-/// automaton replaces the old one at once (hot reload); bad lines are reported and skipped.
+/// PUT /v1/lexicon and PUT /v1/whitelist: the tenant's files, in the file formats of the CLI. Every
+/// worker scans with the new automaton within a few seconds (the tenant's version moved on); bad lines
+/// are reported and skipped.
 pub async fn put_lexicon(
     state: State<AppState>,
     tenant: Tenant,
@@ -272,35 +272,11 @@ async fn upload(
     whitelist: bool,
 ) -> Result<Json<Value>, ApiError> {
     let text = utf8(&body)?;
-    let stored = state.ctx.store.tenant_lexicons().await?;
-    let (mut lexicon_text, mut whitelist_text) = stored
-        .into_iter()
-        .find(|(t, _, _)| *t == tenant)
-        .map(|(_, l, w)| (l, w))
-        .unwrap_or_default();
-    let source = if whitelist { "whitelist" } else { "lexicon" };
-    let (count, errors) = if whitelist {
-        let (words, errors) = Lexicon::parse_whitelist(source, text);
-        whitelist_text = text.to_string();
-        (words.len(), errors)
-    } else {
-        let (lex, errors) = Lexicon::parse(source, text);
-        if lex.entries.is_empty() {
-            let detail: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-            return Err(ApiError::bad_request(format!(
-                "the lexicon has no valid entry: {}",
-                detail.join("; ")
-            )));
-        }
-        lexicon_text = text.to_string();
-        (lex.entries.len(), errors)
-    };
-    state
+    let (count, errors) = state
         .ctx
-        .store
-        .put_tenant_lexicon(&tenant, &lexicon_text, &whitelist_text)
+        .tenants
+        .put_words(&tenant, whitelist, text)
         .await?;
-    super::install_lexicon(&state.ctx.lexicons, &tenant, &lexicon_text, &whitelist_text);
     let skipped: Vec<Value> = errors
         .iter()
         .map(|e| json!({"line": e.line, "error": e.message}))
@@ -396,7 +372,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let body = json!({
         "store": store.err().unwrap_or_else(|| "ok".into()),
         "queue": match &queue { Ok((waiting, dead)) => json!({"waiting": waiting, "dead": dead}), Err(e) => json!(e) },
-        "model": if state.ctx.llm.is_some() { "configured" } else { "offline analysers" },
+        "model": if state.ctx.tenants.models().is_some() { "configured" } else { "offline analysers" },
     });
     let status = if ok {
         StatusCode::OK

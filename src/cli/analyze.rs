@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 
-use super::analysis::AnalysisArgs;
 use crate::agents::SessionResult;
 use crate::analysis::ConversationOutput;
 use crate::customers::CustomerProfile;
 use crate::customers::TagLibrary;
 use crate::pipeline::{self, ReportSink, RunSummary};
 use crate::sensitive::{Alert, Severity};
+use crate::settings::Settings;
 use crate::store::Store;
 use crate::trajectory::Calendar;
 
@@ -24,9 +24,6 @@ pub struct AnalyzeArgs {
     pub files: Vec<PathBuf>,
     #[arg(long, env = "HUIXI_TENANT", default_value = "default")]
     pub tenant: String,
-    /// Store URL: sqlite://FILE (created when missing) or mysql://user:password@host:port/database.
-    #[arg(long, env = "HUIXI_DB", default_value = "sqlite://huixi.db")]
-    pub db: String,
     /// Print one JSON document on stdout instead of the readable summary.
     #[arg(long)]
     pub json: bool,
@@ -39,7 +36,7 @@ pub struct AnalyzeArgs {
     #[arg(long, value_name = "FILE")]
     pub tag_library: Option<PathBuf>,
     #[command(flatten)]
-    pub analysis: AnalysisArgs,
+    pub settings: Settings,
 }
 
 /// Checks and stores the settings files given on the command line, before any analysis uses them.
@@ -67,7 +64,7 @@ pub async fn store_settings(
 
 pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     super::check_archives(&args.files)?;
-    let store = Store::connect(&args.db).await?;
+    let store = crate::startup::store(&args.settings).await?;
     store_settings(
         &store,
         &args.tenant,
@@ -75,8 +72,8 @@ pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         args.tag_library.as_deref(),
     )
     .await?;
-    let ctx = args.analysis.context(&store, &args.tenant)?;
-    let opts = ctx.options(&args.tenant);
+    let tenants = crate::startup::tenants(&args.settings, &store)?;
+    let tenant = tenants.fresh(&args.tenant).await?;
     let bar = if args.json || !std::io::stderr().is_terminal() {
         indicatif::ProgressBar::hidden()
     } else {
@@ -97,18 +94,9 @@ pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     } else {
         Box::new(Summary::new(out))
     };
-    pipeline::analyze(
-        &store,
-        &ctx.lexicons,
-        &ctx.analysers(),
-        &args.files,
-        &opts,
-        &bar,
-        sink.as_mut(),
-    )
-    .await?;
+    pipeline::analyze(&tenants, &tenant, &args.files, &bar, sink.as_mut()).await?;
     bar.finish_and_clear();
-    if let Some(llm) = &ctx.llm {
+    if let Some(llm) = &tenant.llm {
         let (requests, retries) = llm.traffic();
         tracing::info!(requests, retries, "model endpoint traffic");
     }

@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::Args;
 
-use super::analysis::EndpointArgs;
 use crate::agents::offline::OfflineAnalysers;
 use crate::eval::report::Report;
 use crate::eval::run::{Analysers, ModelEndpoint};
 use crate::eval::suite::Suite;
 use crate::eval::{evaluate, html};
 use crate::sensitive::{Engine, Lexicon};
+use crate::settings::LlmSettings;
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -43,15 +43,12 @@ pub struct EvalArgs {
     /// Score and render a saved JSON report again instead of running the variants.
     #[arg(long)]
     pub replay: Option<PathBuf>,
+    /// The model endpoint of variants that name no endpoint of their own.
     #[command(flatten)]
-    pub endpoint: EndpointArgs,
+    pub endpoint: LlmSettings,
     /// Cases in flight at once (the endpoint's concurrency limit too).
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
-    #[arg(long, default_value_t = 0.0)]
-    pub llm_price_input: f64,
-    #[arg(long, default_value_t = 0.0)]
-    pub llm_price_output: f64,
 }
 
 fn read_report(path: &PathBuf) -> anyhow::Result<Report> {
@@ -84,7 +81,10 @@ pub async fn eval(args: EvalArgs) -> anyhow::Result<()> {
         api_key: args.endpoint.llm_api_key.clone(),
         model: args.endpoint.llm_model.clone(),
         concurrency: args.concurrency,
-        prices: (args.llm_price_input, args.llm_price_output),
+        prices: (
+            args.endpoint.llm_price_input,
+            args.endpoint.llm_price_output,
+        ),
     };
     let replay = args.replay.as_ref().map(read_report).transpose()?;
     let report = evaluate(

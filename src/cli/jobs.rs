@@ -4,58 +4,16 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use super::analysis::AnalysisArgs;
 use crate::archive::{conversation_key, read_files, RejectedLine};
-use crate::queue::{AmqpQueue, EmbeddedQueue, Job, Lane, Queue};
-use crate::store::Store;
-use crate::worker::pool::PoolDef;
+use crate::queue::{Job, Lane};
+use crate::settings::Settings;
+use crate::startup;
 use crate::worker::{self, Until};
-
-/// Where the queue is and which pool's settings apply.
-#[derive(Args)]
-pub struct QueueArgs {
-    /// Store URL (also the embedded queue's home).
-    #[arg(long, env = "HUIXI_DB", default_value = "sqlite://huixi.db")]
-    pub db: String,
-    /// RabbitMQ URL, e.g. amqp://guest:guest@127.0.0.1:5672/%2f; the embedded queue when absent.
-    #[arg(long, env = "HUIXI_AMQP")]
-    pub amqp: Option<String>,
-    /// Pool definitions; the shipped `workers/pools.toml` when absent.
-    #[arg(long, env = "HUIXI_POOLS")]
-    pub pools: Option<PathBuf>,
-    #[arg(long, env = "HUIXI_POOL", default_value = "analysis")]
-    pub pool: String,
-    /// Use this queue name instead of the pool's (to run several deployments on one broker).
-    #[arg(long, env = "HUIXI_QUEUE")]
-    pub queue: Option<String>,
-}
-
-impl QueueArgs {
-    pub(super) async fn open(&self) -> anyhow::Result<(Store, PoolDef, Arc<Queue>)> {
-        let mut pool = PoolDef::load(self.pools.as_deref(), &self.pool)?;
-        if let Some(q) = &self.queue {
-            pool.queue = q.clone();
-        }
-        let store = Store::connect(&self.db).await?;
-        let queue = match &self.amqp {
-            Some(url) => Queue::Amqp(Box::new(
-                AmqpQueue::connect(url, &pool.queue, &pool.retry.delays(), pool.prefetch).await?,
-            )),
-            None => Queue::Embedded(EmbeddedQueue::new(
-                store.clone(),
-                &pool.queue,
-                Duration::from_secs(pool.lease_secs.max(1)),
-            )),
-        };
-        Ok((store, pool, Arc::new(queue)))
-    }
-}
 
 #[derive(Args)]
 pub struct EnqueueArgs {
@@ -72,7 +30,7 @@ pub struct EnqueueArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub queue: QueueArgs,
+    pub settings: Settings,
 }
 
 #[derive(Serialize)]
@@ -85,7 +43,8 @@ struct Enqueued {
 }
 
 pub async fn enqueue(args: EnqueueArgs) -> anyhow::Result<()> {
-    let (store, _pool, queue) = args.queue.open().await?;
+    let store = startup::store(&args.settings).await?;
+    let (_pool, queue) = startup::queue(&args.settings, &store).await?;
     let mut report = Enqueued {
         tenant: args.tenant.clone(),
         messages: 0,
@@ -165,21 +124,17 @@ pub struct WorkerArgs {
     /// Jobs analysed at once; the pool's `concurrency` when absent.
     #[arg(long)]
     pub concurrency: Option<usize>,
-    /// The tenant that --lexicon and agent overrides apply to.
-    #[arg(long, env = "HUIXI_TENANT", default_value = "default")]
-    pub tenant: String,
     #[command(flatten)]
-    pub queue: QueueArgs,
-    #[command(flatten)]
-    pub analysis: AnalysisArgs,
+    pub settings: Settings,
 }
 
 pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
-    let (store, mut pool, queue) = args.queue.open().await?;
+    let store = startup::store(&args.settings).await?;
+    let (mut pool, queue) = startup::queue(&args.settings, &store).await?;
     if let Some(c) = args.concurrency {
         pool.concurrency = c.max(1);
     }
-    let ctx = Arc::new(args.analysis.context(&store, &args.tenant)?);
+    let ctx = Arc::new(startup::context(&args.settings, &store)?);
     let until = match (args.drain, args.max_jobs) {
         (true, _) => Until::Drained,
         (_, Some(n)) => Until::Taken(n),
@@ -199,19 +154,24 @@ pub enum DlqCommand {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        queue: QueueArgs,
+        settings: Box<Settings>,
     },
     /// Put every dead job back in the queue.
     Replay {
         #[command(flatten)]
-        queue: QueueArgs,
+        settings: Box<Settings>,
     },
 }
 
 pub async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
     match command {
-        DlqCommand::List { limit, json, queue } => {
-            let (_, _, queue) = queue.open().await?;
+        DlqCommand::List {
+            limit,
+            json,
+            settings,
+        } => {
+            let store = startup::store(&settings).await?;
+            let (_, queue) = startup::queue(&settings, &store).await?;
             let dead = queue.dead_letters(limit).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&dead)?);
@@ -225,8 +185,9 @@ pub async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
                 println!("{} dead jobs", dead.len());
             }
         }
-        DlqCommand::Replay { queue } => {
-            let (_, _, queue) = queue.open().await?;
+        DlqCommand::Replay { settings } => {
+            let store = startup::store(&settings).await?;
+            let (_, queue) = startup::queue(&settings, &store).await?;
             println!("{} jobs replayed", queue.replay().await?);
         }
     }

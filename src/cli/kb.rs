@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::bail;
 use clap::Subcommand;
 
-use crate::kb::{EmbedConfig, Embedder, TenantKb};
+use crate::kb::TenantKb;
+use crate::settings::Settings;
 
 #[derive(Subcommand)]
 pub enum KbCommand {
@@ -45,78 +45,23 @@ pub enum KbCommand {
 pub struct KbArgs {
     #[arg(long, env = "HUIXI_TENANT", default_value = "default")]
     pub tenant: String,
-    /// Where knowledge bases are kept (one Qdrant Edge shard per tenant under DIR/kb/).
-    #[arg(long, env = "HUIXI_DATA_DIR", default_value = "huixi-data")]
-    pub data_dir: PathBuf,
-    /// A Qdrant server (gRPC, e.g. http://127.0.0.1:6334) instead of the embedded shards.
-    #[arg(long, env = "HUIXI_QDRANT_URL")]
-    pub qdrant_url: Option<String>,
     #[command(flatten)]
-    pub embeddings: EmbeddingArgs,
-}
-
-/// Dense vectors for hybrid search: shared by `kb` and the commands that analyse sessions.
-#[derive(clap::Args)]
-pub struct EmbeddingArgs {
-    /// An embeddings model (e.g. text-embedding-3-small, bge-m3): chunks get a dense vector too, and
-    /// search fuses it with BM25 (RRF). Without it, search is BM25 only.
-    #[arg(long, env = "HUIXI_EMBEDDINGS_MODEL")]
-    pub embeddings_model: Option<String>,
-    /// OpenAI-compatible API base of the embeddings model (POST {base}/embeddings). Default: the chat
-    /// model's, --llm-base-url or HUIXI_LLM_BASE_URL.
-    #[arg(long, env = "HUIXI_EMBEDDINGS_BASE_URL")]
-    pub embeddings_base_url: Option<String>,
-    /// API key of the embeddings endpoint. Default: the chat model's (HUIXI_LLM_API_KEY).
-    #[arg(long, env = "HUIXI_EMBEDDINGS_API_KEY", hide_env_values = true)]
-    pub embeddings_api_key: Option<String>,
-}
-
-impl EmbeddingArgs {
-    /// The embedder, if a model is configured; `llm_url` and `llm_key` are the chat endpoint's, the
-    /// default place to find it.
-    pub fn embedder(
-        &self,
-        llm_url: Option<&str>,
-        llm_key: &str,
-    ) -> anyhow::Result<Option<Embedder>> {
-        let Some(model) = &self.embeddings_model else {
-            return Ok(None);
-        };
-        if model.trim().is_empty() {
-            bail!("--embeddings-model (HUIXI_EMBEDDINGS_MODEL) is empty");
-        }
-        let Some(base_url) = self.embeddings_base_url.as_deref().or(llm_url) else {
-            bail!(
-                "--embeddings-model {model} needs an endpoint: --embeddings-base-url \
-                 (HUIXI_EMBEDDINGS_BASE_URL) or the chat model's --llm-base-url (HUIXI_LLM_BASE_URL)"
-            );
-        };
-        let config = EmbedConfig {
-            base_url: base_url.trim_end_matches('/').to_string(),
-            api_key: self
-                .embeddings_api_key
-                .clone()
-                .unwrap_or_else(|| llm_key.to_string()),
-            model: model.clone(),
-            timeout: std::time::Duration::from_secs(60),
-            max_retries: 4,
-        };
-        Embedder::new(config)
-            .map_err(|e| anyhow::anyhow!("embeddings endpoint {base_url}: {e}"))
-            .map(Some)
-    }
+    pub settings: Box<Settings>,
 }
 
 impl KbArgs {
     async fn open(&self) -> anyhow::Result<TenantKb> {
-        // `kb` has no chat-model flags; the chat endpoint's variables are the default all the same.
-        let llm_url = std::env::var("HUIXI_LLM_BASE_URL").ok();
-        let llm_key = std::env::var("HUIXI_LLM_API_KEY").unwrap_or_default();
-        let embedder = self.embeddings.embedder(llm_url.as_deref(), &llm_key)?;
+        let dir = self
+            .settings
+            .kb
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("huixi-data"));
+        let embedder = crate::startup::embedder(&self.settings)?;
         Ok(TenantKb::open(
-            &self.data_dir,
+            &dir,
             &self.tenant,
-            self.qdrant_url.as_deref(),
+            self.settings.kb.qdrant_url.as_deref(),
             embedder.map(Arc::new),
         )
         .await?)

@@ -1,22 +1,20 @@
 //! The command line: each subcommand parses its flags and makes one call into the modules that do the
-//! work. Flags can also come from `HUIXI_*` environment variables, so a deployment configures huixi the
-//! same way whether it runs a one-off analysis or a long-lived worker.
+//! work. The deployment's configuration is one [`Settings`] (defaults, a TOML file, `HUIXI_*`
+//! variables, flags) flattened into every subcommand that needs it, and built into parts by
+//! [`crate::startup`].
 
-mod analysis;
 mod analyze;
 mod eval;
 mod jobs;
 mod kb;
 mod serve;
+mod tenant;
 mod words;
 
-use std::path::Path;
+use clap::{CommandFactory, Parser, Subcommand};
 
-use anyhow::Context;
-use clap::{Parser, Subcommand};
-
-use crate::sensitive::{Lexicon, LineError};
-use crate::store::{Store, UsageGrouping};
+use crate::settings::{self, Settings};
+use crate::store::UsageGrouping;
 
 #[derive(Parser)]
 #[command(
@@ -44,8 +42,6 @@ pub enum Command {
     Words(words::WordsCommand),
     /// Tokens and cost of model calls, from the store's ledger.
     Usage {
-        #[arg(long, env = "HUIXI_DB", default_value = "sqlite://huixi.db")]
-        db: String,
         /// One tenant only.
         #[arg(long)]
         tenant: Option<String>,
@@ -53,10 +49,12 @@ pub enum Command {
         by: UsageGrouping,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        settings: Box<Settings>,
     },
     /// Store archive files and publish one analysis job per conversation (or re-analyse a session).
     Enqueue(Box<jobs::EnqueueArgs>),
-    /// Run a worker pool: take jobs from the queue and analyse them.
+    /// Run a worker pool: take jobs from the queue, any tenant's, and analyse them.
     Worker(Box<jobs::WorkerArgs>),
     /// Jobs given up on: list them or put them back in the queue.
     #[command(subcommand)]
@@ -66,6 +64,14 @@ pub enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(serve::TokenCommand),
+    /// A tenant's configuration in the store: show it, set it, its agents and knowledge base.
+    #[command(subcommand)]
+    Tenant(tenant::TenantCommand),
+    /// Print the deployment's effective settings (secrets hidden), as a settings file.
+    Config {
+        #[command(flatten)]
+        settings: Box<Settings>,
+    },
     /// Run an eval suite: variants side by side, with a regression gate.
     Eval(Box<eval::EvalArgs>),
     /// A tenant's knowledge base (Qdrant Edge): ingest, search, remove.
@@ -73,15 +79,46 @@ pub enum Command {
     Kb(kb::KbCommand),
 }
 
+/// Parses the command line, with a settings file's values under the environment's. An error in the
+/// file is reported like a bad flag.
+pub fn parse() -> anyhow::Result<Cli> {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(file) = settings::config_file(&args) {
+        let mut known = Vec::new();
+        env_names(&Cli::command(), &mut known);
+        for (name, value) in settings::file_variables(&file, &known)? {
+            // The environment outranks the file: only what it leaves unset is filled in.
+            if std::env::var_os(&name).is_none() {
+                // Single-threaded still: no runtime, no other thread reads the environment yet.
+                std::env::set_var(name, value);
+            }
+        }
+    }
+    Ok(Cli::parse())
+}
+
+fn env_names(cmd: &clap::Command, out: &mut Vec<String>) {
+    for arg in cmd.get_arguments() {
+        if let Some(name) = arg.get_env().and_then(|e| e.to_str()) {
+            if !out.iter().any(|n| n == name) {
+                out.push(name.to_string());
+            }
+        }
+    }
+    for sub in cmd.get_subcommands() {
+        env_names(sub, out);
+    }
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Analyze(args) => analyze::analyze(*args).await,
         Command::Usage {
-            db,
             tenant,
             by,
             json,
-        } => usage(&db, tenant.as_deref(), by, json).await,
+            settings,
+        } => usage(&settings, tenant.as_deref(), by, json).await,
         Command::Words(words::WordsCommand::Scan {
             lexicon,
             whitelist,
@@ -99,29 +136,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq(command) => jobs::dlq(command).await,
         Command::Serve(args) => serve::serve(*args).await,
         Command::Token(command) => serve::token(command).await,
+        Command::Tenant(command) => tenant::tenant(command).await,
+        Command::Config { settings } => {
+            print!("{}", toml::to_string(&*settings)?);
+            Ok(())
+        }
         Command::Eval(args) => eval::eval(*args).await,
         Command::Kb(command) => kb::kb(command).await,
     }
-}
-
-/// Loads a lexicon (and whitelist), warning about bad lines without failing on them.
-fn load_lexicon(lexicon: Option<&Path>, whitelist: Option<&Path>) -> anyhow::Result<Lexicon> {
-    let mut lex = match lexicon {
-        Some(path) => {
-            let text = read(path)?;
-            let (lex, errors) = Lexicon::parse(&path.display().to_string(), &text);
-            warn_lines(&errors);
-            lex
-        }
-        None => Lexicon::starter(),
-    };
-    if let Some(path) = whitelist {
-        let text = read(path)?;
-        let (words, errors) = Lexicon::parse_whitelist(&path.display().to_string(), &text);
-        warn_lines(&errors);
-        lex.whitelist.extend(words);
-    }
-    Ok(lex)
 }
 
 /// Every archive named on the command line is a readable file, before anything is stored.
@@ -140,24 +162,13 @@ fn check_archives(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
-}
-
-fn warn_lines(errors: &[LineError]) {
-    for e in errors {
-        tracing::warn!("skipped line: {e}");
-        eprintln!("warning: skipped {e}");
-    }
-}
-
 async fn usage(
-    db: &str,
+    settings: &Settings,
     tenant: Option<&str>,
     by: UsageGrouping,
     json: bool,
 ) -> anyhow::Result<()> {
-    let store = Store::connect(db).await?;
+    let store = crate::startup::store(settings).await?;
     let totals = store.usage_totals(tenant, by).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&totals)?);

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use anyhow::bail;
 use clap::{Args, Subcommand};
 
-use super::analysis::AnalysisArgs;
-use super::jobs::QueueArgs;
 use crate::api::{self, AppState};
+use crate::settings::Settings;
+use crate::startup;
 use crate::worker::{self, Until};
 
 #[derive(Args)]
@@ -19,21 +19,17 @@ pub struct ServeArgs {
     /// Serve the API only; workers run elsewhere (`huixi worker`).
     #[arg(long)]
     pub no_worker: bool,
-    /// The tenant that --lexicon and agent overrides apply to.
-    #[arg(long, env = "HUIXI_TENANT", default_value = "default")]
-    pub tenant: String,
     #[command(flatten)]
-    pub queue: QueueArgs,
-    #[command(flatten)]
-    pub analysis: AnalysisArgs,
+    pub settings: Settings,
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
-    let (store, pool, queue) = args.queue.open().await?;
-    let ctx = Arc::new(args.analysis.context(&store, &args.tenant)?);
+    let store = startup::store(&args.settings).await?;
+    let (pool, queue) = startup::queue(&args.settings, &store).await?;
+    let ctx = Arc::new(startup::context(&args.settings, &store)?);
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
@@ -66,14 +62,14 @@ pub enum TokenCommand {
         admin: bool,
         #[arg(long, default_value = "")]
         label: String,
-        #[arg(long, env = "HUIXI_DB", default_value = "sqlite://huixi.db")]
-        db: String,
+        #[command(flatten)]
+        settings: Box<Settings>,
     },
     /// Revoke a token by id.
     Revoke {
         id: i64,
-        #[arg(long, env = "HUIXI_DB", default_value = "sqlite://huixi.db")]
-        db: String,
+        #[command(flatten)]
+        settings: Box<Settings>,
     },
 }
 
@@ -83,9 +79,9 @@ pub async fn token(command: TokenCommand) -> anyhow::Result<()> {
             tenant,
             admin,
             label,
-            db,
+            settings,
         } => {
-            let store = crate::store::Store::connect(&db).await?;
+            let store = startup::store(&settings).await?;
             let tenant = tenant.unwrap_or_else(|| "*".to_string());
             let token = api::new_token();
             let id = store.create_token(&tenant, &token, admin, &label).await?;
@@ -94,8 +90,8 @@ pub async fn token(command: TokenCommand) -> anyhow::Result<()> {
                 serde_json::json!({"id": id, "tenant": tenant, "admin": admin, "token": token})
             );
         }
-        TokenCommand::Revoke { id, db } => {
-            let store = crate::store::Store::connect(&db).await?;
+        TokenCommand::Revoke { id, settings } => {
+            let store = startup::store(&settings).await?;
             if !store.revoke_token(id).await? {
                 bail!("no active token {id}");
             }

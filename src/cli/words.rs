@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Subcommand;
 
-use super::load_lexicon;
 use crate::sensitive::{self, Engine};
+use crate::startup::load_lexicon;
 
 #[derive(Subcommand)]
 pub enum WordsCommand {

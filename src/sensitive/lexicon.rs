@@ -77,6 +77,17 @@ fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
 }
 
 impl Lexicon {
+    /// The lexicon in its file format, which [`Lexicon::parse`] reads back.
+    pub fn to_lines(&self) -> String {
+        self.entries
+            .iter()
+            .map(|e| {
+                let flag = if e.pinyin { ",pinyin" } else { "" };
+                format!("{},{},{}{flag}\n", e.word, e.category, e.severity.as_str())
+            })
+            .collect()
+    }
+
     pub fn parse(source: &str, text: &str) -> (Lexicon, Vec<LineError>) {
         let mut lex = Lexicon::default();
         let mut errors = Vec::new();

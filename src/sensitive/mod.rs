@@ -1,7 +1,7 @@
 //! Sensitive-word and risky-behaviour matching, the first stage of every analysis.
 //!
-//! A tenant's [`Lexicon`] compiles into an [`Engine`]; [`Registry`] keeps one per tenant and swaps it
-//! whole when the lexicon changes. [`scan_session`] turns an engine's hits plus session-level behaviour
+//! A tenant's [`Lexicon`] compiles into an [`Engine`], built once per version of the tenant's
+//! configuration ([`crate::tenant`]). [`scan_session`] turns an engine's hits plus session-level behaviour
 //! (recalls, red packets, transfers) into [`Alert`]s. [`mask_pii`] is the 脱敏 every stored alert and
 //! every model request goes through.
 
@@ -11,14 +11,12 @@ mod lines;
 mod matcher;
 mod normalize;
 mod pii;
-mod registry;
 mod risk;
 
 pub use lexicon::{Entry, Lexicon, LineError, Severity};
 pub use lines::scan_lines;
 pub use matcher::{Engine, Match, MatchKind};
 pub use pii::{detect as detect_pii, mask as mask_pii, phone_digits};
-pub use registry::Registry;
 pub use risk::{scan_session, Alert, RiskRules};
 
 #[cfg(test)]

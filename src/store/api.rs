@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::sessions::{alert, ALERT_COLUMNS};
-use super::{now_ms, optional_text, text, Store, StoreError};
+use super::{now_ms, text, Store, StoreError};
 use crate::agents::SessionResult;
 use crate::sensitive::Alert;
 
@@ -319,22 +319,6 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    /// Every tenant's uploaded lexicon and whitelist.
-    pub async fn tenant_lexicons(&self) -> Result<Vec<(String, String, String)>, StoreError> {
-        sqlx::query("SELECT tenant, lexicon, whitelist FROM huixi_tenant_lexicons ORDER BY tenant")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok((
-                    text(r, 0)?,
-                    text(r, 1)?,
-                    optional_text(r, 2)?.unwrap_or_default(),
-                ))
-            })
-            .collect()
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

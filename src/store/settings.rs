@@ -193,11 +193,12 @@ impl Store {
             .bind(now)
             .execute(&mut **tx)
             .await?;
-        let version: i64 = sqlx::query("SELECT version FROM huixi_tenant_settings WHERE tenant = ?")
-            .bind(tenant)
-            .fetch_one(&mut **tx)
-            .await?
-            .try_get(0)?;
+        let version: i64 =
+            sqlx::query("SELECT version FROM huixi_tenant_settings WHERE tenant = ?")
+                .bind(tenant)
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get(0)?;
         sqlx::query(
             "INSERT INTO huixi_tenant_changes (tenant, version, what, changed_at) VALUES (?, ?, ?, ?)",
         )

@@ -14,41 +14,17 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::agents::llm::LlmAnalysers;
-use crate::agents::offline::OfflineAnalysers;
-use crate::pipeline::{self, Analysers, Options, TenantView};
+use crate::pipeline;
 use crate::queue::{Delivery, Lane, Queue};
-use crate::sensitive::{Registry, RiskRules};
 use crate::store::Store;
+use crate::tenant::Tenants;
 use pool::{PoolDef, RetryPolicy};
 
-/// What every job of a worker process shares.
+/// What every job of a worker process shares: the store, and every tenant's configuration, looked
+/// up by the job's tenant.
 pub struct Context {
     pub store: Store,
-    pub lexicons: Registry,
-    pub offline: OfflineAnalysers,
-    pub llm: Option<LlmAnalysers>,
-    pub idle_gap_ms: i64,
-    pub rules: RiskRules,
-    pub kb: Option<crate::kb::Knowledge>,
-}
-
-impl Context {
-    pub fn options(&self, tenant: &str) -> Options {
-        Options {
-            tenant: tenant.to_string(),
-            idle_gap_ms: self.idle_gap_ms,
-            rules: self.rules,
-        }
-    }
-
-    pub fn analysers(&self) -> Analysers<'_> {
-        Analysers {
-            offline: &self.offline,
-            llm: self.llm.as_ref(),
-            kb: self.kb.as_ref(),
-        }
-    }
+    pub tenants: Tenants,
 }
 
 /// When a worker stops taking jobs (it always stops on SIGTERM or Ctrl-C too).
@@ -357,31 +333,17 @@ async fn run_job(
     job: &crate::queue::Job,
     counters: &Counters,
 ) -> anyhow::Result<usize> {
-    let opts = ctx.options(&job.tenant);
     let mut tries = 0;
     loop {
         tries += 1;
         let outcome = async {
-            let tenant = TenantView::load(&ctx.store, &job.tenant).await?;
-            let (out, committed) = pipeline::analyze_conversation(
-                &ctx.store,
-                &ctx.lexicons,
-                &ctx.analysers(),
-                &opts,
-                &tenant,
-                None,
-                &job.conversation,
-            )
-            .await?;
+            // Looked up per job: any worker serves any tenant, with that tenant's configuration.
+            let tenant = ctx.tenants.get(&job.tenant).await?;
+            let (out, committed) =
+                pipeline::analyze_conversation(&ctx.tenants, &tenant, None, &job.conversation)
+                    .await?;
             if job.lane == Lane::OnDemand {
-                pipeline::refresh_now(
-                    &ctx.store,
-                    &ctx.analysers(),
-                    &tenant,
-                    &job.tenant,
-                    &out.customers(),
-                )
-                .await?;
+                pipeline::refresh_now(&ctx.tenants, &tenant, &out.customers()).await?;
             }
             anyhow::Ok(committed.sessions)
         }
@@ -432,7 +394,7 @@ pub fn transient(e: &anyhow::Error) -> bool {
 
 /// Folds the profiles the pool's batch jobs left stale, every tenant's, each customer once.
 async fn fold(ctx: &Context) {
-    match pipeline::fold_stale(&ctx.store, &ctx.analysers(), None, None).await {
+    match pipeline::fold_stale(&ctx.tenants, None).await {
         Ok(folded) if folded.is_empty() => {}
         Ok(folded) => tracing::debug!(profiles = folded.len(), "stale profiles folded"),
         Err(e) if transient(&e) => tracing::debug!("fold: store conflict, next round: {e:#}"),

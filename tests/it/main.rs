@@ -13,4 +13,5 @@ mod mock_llm;
 mod queue;
 mod scale;
 mod telemetry;
+mod tenants;
 mod words;

@@ -14,6 +14,7 @@ mod summary;
 pub mod text;
 
 use std::path::Path;
+use std::sync::Arc;
 
 pub use competitors::CompetitorList;
 pub use emotion::SentimentLexicon;
@@ -33,11 +34,14 @@ const STOPWORDS: &str = include_str!("../../../lexicons/stopwords.txt");
 const OPPORTUNITY: &str = include_str!("../../../lexicons/opportunity.txt");
 const COMPETITORS_EXAMPLE: &str = include_str!("../../../lexicons/competitors.example.txt");
 
+/// The shipped lexicons and jieba's dictionary are loaded once per process and shared by every
+/// tenant; only the competitor list is the tenant's own ([`OfflineAnalysers::with_competitors`]).
+#[derive(Clone)]
 pub struct OfflineAnalysers {
-    sentiment: SentimentLexicon,
-    keywords: KeywordExtractor,
-    competitors: CompetitorList,
-    opportunity: OpportunityCues,
+    sentiment: Arc<SentimentLexicon>,
+    keywords: Arc<KeywordExtractor>,
+    competitors: Arc<CompetitorList>,
+    opportunity: Arc<OpportunityCues>,
     fingerprint: String,
 }
 
@@ -66,10 +70,10 @@ impl OfflineAnalysers {
         errors.extend(e);
         Ok((
             OfflineAnalysers {
-                sentiment,
-                keywords: KeywordExtractor::new(STOPWORDS),
-                competitors,
-                opportunity,
+                sentiment: Arc::new(sentiment),
+                keywords: Arc::new(KeywordExtractor::new(STOPWORDS)),
+                competitors: Arc::new(competitors),
+                opportunity: Arc::new(opportunity),
                 fingerprint: hash_parts([
                     VERSION,
                     SENTIMENT,
@@ -80,6 +84,19 @@ impl OfflineAnalysers {
             },
             errors,
         ))
+    }
+
+    /// The same analysers with another competitor list (`name,alias|alias` lines, as in the files).
+    pub fn with_competitors(&self, source: &str, text: &str) -> (OfflineAnalysers, Vec<LineError>) {
+        let (competitors, errors) = CompetitorList::parse(source, text);
+        let analysers = OfflineAnalysers {
+            sentiment: self.sentiment.clone(),
+            keywords: self.keywords.clone(),
+            competitors: Arc::new(competitors),
+            opportunity: self.opportunity.clone(),
+            fingerprint: hash_parts([VERSION, SENTIMENT, STOPWORDS, OPPORTUNITY, text]),
+        };
+        (analysers, errors)
     }
 
     /// Changes whenever the analysers or their data change: part of every session's input hash.
