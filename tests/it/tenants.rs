@@ -482,3 +482,89 @@ async fn a_running_worker_picks_up_a_change_and_only_that_tenants_sessions_are_r
     let _ = worker.kill();
     let _ = worker.wait();
 }
+
+/// Defaults, then the file, then the environment, then flags; secrets never printed.
+#[test]
+fn config_layers_file_under_environment_under_flags_and_hides_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("huixi.toml");
+    std::fs::write(
+        &file,
+        "db = \"mysql://huixi:s3cret@10.0.0.5:3306/crm\"\nidle_gap_minutes = 45\n\
+         transfer_threshold_yuan = 300\n[llm]\nbase_url = \"http://file/v1\"\napi_key = \"sk-file\"\n",
+    )
+    .unwrap();
+    let run = |env: &[(&str, &str)], flags: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_huixi"));
+        cmd.arg("config")
+            .arg("--config")
+            .arg(&file)
+            .args(flags)
+            .env_remove("HUIXI_DB")
+            .env_remove("HUIXI_LLM_BASE_URL")
+            .env_remove("HUIXI_IDLE_GAP_MINUTES");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let value: toml::Table = toml::from_str(&text).unwrap();
+        (text, value)
+    };
+    let (text, v) = run(&[], &[]);
+    assert_eq!(
+        v["store"]["db"].as_str(),
+        Some("mysql://huixi:***@10.0.0.5:3306/crm")
+    );
+    assert_eq!(v["defaults"]["idle_gap_minutes"].as_integer(), Some(45));
+    assert_eq!(
+        v["defaults"]["transfer_threshold_yuan"].as_float(),
+        Some(300.0)
+    );
+    assert_eq!(
+        v["defaults"]["redpacket_threshold_yuan"].as_float(),
+        Some(200.0),
+        "a default"
+    );
+    assert_eq!(v["llm"]["llm_base_url"].as_str(), Some("http://file/v1"));
+    assert!(
+        !text.contains("s3cret") && !text.contains("sk-file"),
+        "{text}"
+    );
+    let (_, v) = run(
+        &[
+            ("HUIXI_IDLE_GAP_MINUTES", "50"),
+            ("HUIXI_LLM_BASE_URL", "http://env/v1"),
+        ],
+        &[],
+    );
+    assert_eq!(
+        v["defaults"]["idle_gap_minutes"].as_integer(),
+        Some(50),
+        "env over file"
+    );
+    assert_eq!(v["llm"]["llm_base_url"].as_str(), Some("http://env/v1"));
+    let (_, v) = run(
+        &[("HUIXI_IDLE_GAP_MINUTES", "50")],
+        &["--idle-gap-minutes", "55"],
+    );
+    assert_eq!(
+        v["defaults"]["idle_gap_minutes"].as_integer(),
+        Some(55),
+        "flag over env"
+    );
+    // A misspelt key is an error naming it.
+    std::fs::write(&file, "idle_gap_minuts = 45\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_huixi"))
+        .args(["config", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("idle_gap_minuts"));
+}
