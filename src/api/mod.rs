@@ -40,6 +40,8 @@ pub struct AppState {
     pub ctx: Arc<Context>,
     pub queue: Arc<Queue>,
     pub metrics: PrometheusHandle,
+    /// Webhooks may go to loopback and private addresses (development and tests only).
+    pub allow_private_webhooks: bool,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -116,7 +118,10 @@ async fn observe(req: Request, next: Next) -> Response {
 
 /// Serves until SIGTERM or Ctrl-C, then lets requests in progress finish.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> anyhow::Result<()> {
-    let webhooks = tokio::spawn(crate::webhook::deliver_forever(state.ctx.store.clone()));
+    let webhooks = tokio::spawn(crate::webhook::deliver_forever(
+        state.ctx.store.clone(),
+        state.allow_private_webhooks,
+    ));
     axum::serve(listener, router(state))
         .with_graceful_shutdown(crate::worker::shutdown_signal())
         .await?;

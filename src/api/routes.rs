@@ -344,9 +344,8 @@ pub async fn put_webhook(
     body: Result<Json<Webhook>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     let Json(w) = body?;
-    if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
-        return Err(ApiError::bad_request("url must be http:// or https://"));
-    }
+    crate::webhook::guard::check_url(&w.url, state.allow_private_webhooks)
+        .map_err(ApiError::bad_request)?;
     if w.secret.len() < 16 {
         return Err(ApiError::bad_request(
             "secret must be at least 16 characters",

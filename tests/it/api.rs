@@ -37,13 +37,19 @@ impl Server {
         Server::start_empty(db)
     }
 
-    /// A server over a store with no messages yet.
+    /// A server over a store with no messages yet; its webhooks may go to this machine's test
+    /// receivers.
     fn start_empty(db: &str) -> Server {
+        Server::start_with(db, &["--webhook-allow-private"])
+    }
+
+    fn start_with(db: &str, extra: &[&str]) -> Server {
         let a = token(db, &["--tenant", "default"]);
         let b = token(db, &["--tenant", "other"]);
         let admin = token(db, &["--admin"]);
         let mut child = Command::new(env!("CARGO_BIN_EXE_huixi"))
             .args(["serve", "--listen", "127.0.0.1:0", "--db", db])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -712,4 +718,44 @@ async fn customers_metrics_tags_and_settings_through_the_api() {
     }
     assert_eq!(s.get("/v1/metrics", &s.b).await.1["items"], json!([]));
     assert_eq!(s.get("/v1/duplicates", &s.b).await.1["items"], json!([]));
+}
+
+/// A webhook URL that is, or names, an internal address is refused when set, in every spelling; a
+/// public one is taken.
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_to_internal_addresses_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_url(dir.path());
+    let s = Server::start_with(&db, &[]);
+    let put = |url: &str| {
+        let body = json!({"url": url, "secret": "0123456789abcdef"}).to_string();
+        let s = &s;
+        async move {
+            s.call(
+                "PUT",
+                "/admin/tenants/default/webhook",
+                Some(&s.admin),
+                Some(body),
+            )
+            .await
+        }
+    };
+    for url in [
+        "http://127.0.0.1:3306/",
+        "http://localhost:5672/",
+        "http://[::1]:8080/",
+        "http://0.0.0.0/",
+        "http://2130706433/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.5/hook",
+    ] {
+        let (status, body) = put(url).await;
+        assert_eq!(status, 400, "{url}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("url"),
+            "{url}: {body}"
+        );
+    }
+    let (status, body) = put("https://crm.example.com/hooks/huixi").await;
+    assert_eq!(status, 204, "{body}");
 }

@@ -5,6 +5,9 @@
 //! Signature: `X-Huixi-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>` with the
 //! timestamp in `X-Huixi-Timestamp` (Unix seconds), so a receiver can also refuse stale replays.
 
+pub mod guard;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
@@ -23,17 +26,22 @@ fn backoff(attempts: i64) -> Duration {
     Duration::from_secs(1u64 << attempts.clamp(0, 10) as u64).min(Duration::from_secs(600))
 }
 
-/// Runs forever, sending what is due.
-pub async fn deliver_forever(store: Store) {
-    let http = reqwest::Client::builder()
+/// Runs forever, sending what is due. Unless `allow_private`, only to public addresses, and never
+/// following a redirect (a 3xx is a failed delivery: the receiver must answer itself).
+pub async fn deliver_forever(store: Store, allow_private: bool) {
+    let mut builder = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
-        .build()
-        .expect("HTTP client");
+        .connect_timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none());
+    if !allow_private {
+        builder = builder.dns_resolver(Arc::new(guard::PublicOnly));
+    }
+    let http = builder.build().expect("HTTP client");
     loop {
         match store.due_events(50).await {
             Ok(events) if !events.is_empty() => {
                 for e in events {
-                    deliver(&store, &http, e).await;
+                    deliver(&store, &http, allow_private, e).await;
                 }
                 continue;
             }
@@ -44,7 +52,17 @@ pub async fn deliver_forever(store: Store) {
     }
 }
 
-async fn deliver(store: &Store, http: &reqwest::Client, e: OutboxEvent) {
+async fn deliver(store: &Store, http: &reqwest::Client, allow_private: bool, e: OutboxEvent) {
+    // Checked again at delivery: a URL stored before the guard existed, or an address literal, never
+    // goes through the resolver.
+    if let Err(why) = guard::check_url(&e.url, allow_private) {
+        let wait = backoff(e.attempts);
+        tracing::warn!(tenant = %e.tenant, id = e.id, "webhook refused: {why}");
+        if let Err(err) = store.mark_failed(e.id, wait.as_millis() as i64, &why).await {
+            tracing::warn!("cannot record webhook delivery {}: {err}", e.id);
+        }
+        return;
+    }
     let timestamp = chrono::Utc::now().timestamp();
     let sent = http
         .post(&e.url)
@@ -62,7 +80,7 @@ async fn deliver(store: &Store, http: &reqwest::Client, e: OutboxEvent) {
     let outcome = match sent {
         Ok(r) if r.status().is_success() => Ok(()),
         Ok(r) => Err(format!("receiver answered {}", r.status())),
-        Err(err) => Err(format!("cannot reach the receiver: {err}")),
+        Err(err) => Err(format!("cannot reach the receiver: {err:#}")),
     };
     let recorded = match outcome {
         Ok(()) => store.mark_delivered(e.id).await,
