@@ -45,7 +45,14 @@ impl QueueArgs {
         let store = Store::connect(&self.db).await?;
         let queue = match &self.amqp {
             Some(url) => Queue::Amqp(Box::new(
-                AmqpQueue::connect(url, &pool.queue, &pool.retry.delays(), pool.prefetch).await?,
+                AmqpQueue::connect(
+                    url,
+                    &pool.queue,
+                    &pool.retry.delays(),
+                    pool.prefetch,
+                    store.clone(),
+                )
+                .await?,
             )),
             None => Queue::Embedded(EmbeddedQueue::new(
                 store.clone(),
