@@ -34,7 +34,14 @@ pub async fn queue(settings: &Settings, store: &Store) -> anyhow::Result<(PoolDe
     }
     let queue = match &q.amqp {
         Some(url) => Queue::Amqp(Box::new(
-            AmqpQueue::connect(url, &pool.queue, &pool.retry.delays(), pool.prefetch).await?,
+            AmqpQueue::connect(
+                url,
+                &pool.queue,
+                &pool.retry.delays(),
+                pool.prefetch,
+                store.clone(),
+            )
+            .await?,
         )),
         None => Queue::Embedded(EmbeddedQueue::new(
             store.clone(),

@@ -1,10 +1,12 @@
 //! The embedded queue: jobs are rows of `huixi_jobs` in the store, leased by workers. A worker killed
-//! mid-job holds its lease until it runs out; the job is then handed out again.
+//! mid-job holds its lease until it runs out; the job is then handed out again. Tenants share each
+//! lane by fair rank (virtual time, given at publish), so a big backlog delays others' jobs by
+//! about as many jobs as they queued, not by the backlog's length.
 
 use std::time::Duration;
 
 use super::{Delivery, Handle, Job, QueueError};
-use crate::store::{DeadJob, Store};
+use crate::store::{DeadJob, NewJob, Store};
 
 pub struct EmbeddedQueue {
     store: Store,
@@ -24,9 +26,13 @@ impl EmbeddedQueue {
     }
 
     pub async fn publish(&self, jobs: &[Job]) -> Result<usize, QueueError> {
-        let rows: Vec<(u8, String)> = jobs
+        let rows: Vec<NewJob<'_>> = jobs
             .iter()
-            .map(|j| (j.lane.priority(), j.encode()))
+            .map(|j| NewJob {
+                priority: j.lane.priority(),
+                tenant: &j.tenant,
+                payload: j.encode(),
+            })
             .collect();
         Ok(self.store.push_jobs(&self.name, &rows).await?)
     }

@@ -60,6 +60,15 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0007_tenants.sql"),
         mysql: include_str!("../../migrations/mysql/0007_tenants.sql"),
     },
+    // Version 8 is taken by work on another branch. The runner applies whatever listed version a
+    // store lacks, in list order, so the gap is harmless and 8 may land later: 9 touches only the
+    // job tables.
+    Migration {
+        version: 9,
+        name: "fair_queue",
+        sqlite: include_str!("../../migrations/sqlite/0009_fair_queue.sql"),
+        mysql: include_str!("../../migrations/mysql/0009_fair_queue.sql"),
+    },
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<(), StoreError> {

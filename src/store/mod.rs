@@ -26,7 +26,7 @@ pub use api::{Principal, SessionFilter};
 pub use conversations::StoredSession;
 pub use conversations::{Committed, StoredConversation};
 pub use customers::{contributions_hash, ProfileWrite, StaleCustomer};
-pub use jobs::DeadJob;
+pub use jobs::{DeadJob, NewJob};
 pub use llm::{CachedAnswer, UsageGrouping, UsageRow};
 pub use runs::RunRecord;
 pub use settings::{StoredTenant, TenantSettings};

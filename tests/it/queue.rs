@@ -1,6 +1,7 @@
 //! Background analysis through the queue, on this machine's RabbitMQ and on the embedded queue: nothing
 //! lost, nothing written twice, poison set aside, on-demand ahead of the backlog, crashes and broker
-//! drops survived. Each test uses queues of its own name, so tests run side by side on one broker.
+//! drops survived, no tenant's backlog long in the way of another's jobs. Each test uses queues of its
+//! own name, so tests run side by side on one broker.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -155,6 +156,10 @@ impl Drop for Setup {
                     let ch = conn.create_channel().await.unwrap();
                     let mut names = vec![queue.clone(), format!("{queue}.dead")];
                     names.push(format!("{queue}.retry.300"));
+                    // Batch jobs go to a queue of their tenant's.
+                    for tenant in ["default", "ta", "tb"] {
+                        names.push(format!("{queue}.t.{tenant}"));
+                    }
                     for n in names {
                         let _ = ch
                             .queue_delete(n.as_str().into(), QueueDeleteOptions::default())
@@ -306,6 +311,92 @@ async fn on_demand_overtakes_a_batch_backlog(backend: Backend) {
     assert_eq!(t["retried"], 0, "{t}");
 }
 
+/// `n` conversations of one message each, all with staff member `staff`: jobs that cost little.
+fn one_message_archive(dir: &Path, name: &str, n: usize) -> String {
+    let lines: Vec<String> = (0..n)
+        .map(|c| {
+            serde_json::json!({
+                "msgid": format!("{name}{c}"), "action": "send",
+                "from": format!("wm{name}{c}"), "tolist": [format!("staff{name}")], "roomid": "",
+                "msgtime": 1_795_136_400_000i64 + c as i64 * 1000,
+                "msgtype": "text", "text": {"content": "你好，想了解一下价格"}
+            })
+            .to_string()
+        })
+        .collect();
+    let path = dir.join(format!("{name}.jsonl"));
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    path.display().to_string()
+}
+
+/// Tenant → when each of its sessions was analysed (ms), in order.
+async fn analysed_by_tenant(s: &Setup) -> std::collections::BTreeMap<String, Vec<i64>> {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&s.db).await.unwrap();
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT tenant, analysed_at FROM huixi_sessions ORDER BY analysed_at")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    let mut by = std::collections::BTreeMap::<String, Vec<i64>>::new();
+    for (tenant, at) in rows {
+        by.entry(tenant).or_default().push(at);
+    }
+    by
+}
+
+/// The issue's fairness scenario: tenant A queues 10,000 batch jobs, then tenant B 10, then someone
+/// asks for one re-analysis on demand. The on-demand job is the first taken, and B's 10 are all
+/// taken within the next 20: B waits behind at most 10 of A's jobs, not 10,000.
+async fn a_tenants_backlog_holds_back_another_tenants_jobs_only_briefly(backend: Backend) {
+    let s = Setup::new("fair", backend);
+    let sample = sample_archive().display().to_string();
+    let analysed = stdout_json(&huixi(&[
+        "analyze", &sample, "--tenant", "tc", "--db", &s.db, "--json",
+    ]));
+    let session = analysed["results"][0]["session"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let a = one_message_archive(s.dir.path(), "a", 10_000);
+    let b = one_message_archive(s.dir.path(), "b", 10);
+    let enq = stdout_json(&s.run("enqueue", &[&a, "--tenant", "ta", "--json"]));
+    assert_eq!(enq["confirmed"], 10_000, "{enq}");
+    let enq = stdout_json(&s.run("enqueue", &[&b, "--tenant", "tb", "--json"]));
+    assert_eq!(enq["confirmed"], 10, "{enq}");
+    let enq = stdout_json(&s.run(
+        "enqueue",
+        &["--session", &session, "--tenant", "tc", "--json"],
+    ));
+    assert_eq!(enq["confirmed"], 1, "{enq}");
+
+    let t = tally(&s.run("worker", &["--max-jobs", "1", "--concurrency", "1"]));
+    assert_eq!(t["done"], 1, "{t}");
+    let by = analysed_by_tenant(&s).await;
+    assert!(
+        !by.contains_key("ta") && !by.contains_key("tb"),
+        "the first job taken was the on-demand one: {by:?}"
+    );
+
+    let t = tally(&s.run("worker", &["--max-jobs", "20", "--concurrency", "1"]));
+    assert_eq!(t["done"], 20, "{t}");
+    let by = analysed_by_tenant(&s).await;
+    let (a_done, b_done) = (&by["ta"], by.get("tb").cloned().unwrap_or_default());
+    let b_last = b_done.iter().max().copied().unwrap_or(i64::MAX);
+    let a_before_b_last = a_done.iter().filter(|at| **at <= b_last).count();
+    eprintln!(
+        "{backend:?}: of the 20 batch jobs taken after the on-demand one, {} were B's; B's last \
+         came after {a_before_b_last} of A's 10,000",
+        b_done.len()
+    );
+    assert_eq!(
+        b_done.len(),
+        10,
+        "all of B's jobs within 20 deliveries: {a_before_b_last} of A's went before B's last"
+    );
+}
+
 /// Waits until at least `n` sessions are in the store.
 async fn wait_for_sessions(s: &Setup, n: usize, worker: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -388,6 +479,7 @@ on_both_queues! {
     poison_goes_to_the_dead_letters_with_its_reason => embedded_poison_goes_to_the_dead_letters_with_its_reason, amqp_poison_goes_to_the_dead_letters_with_its_reason;
     on_demand_overtakes_a_batch_backlog => embedded_on_demand_overtakes_a_batch_backlog, amqp_on_demand_overtakes_a_batch_backlog;
     kill_9_mid_batch_then_restart => embedded_kill_9_mid_batch_then_restart_analyses_each_session_once, amqp_kill_9_mid_batch_then_restart_analyses_each_session_once;
+    a_tenants_backlog_holds_back_another_tenants_jobs_only_briefly => embedded_a_tenants_backlog_holds_back_another_tenants_jobs_only_briefly, amqp_a_tenants_backlog_holds_back_another_tenants_jobs_only_briefly;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -131,8 +131,10 @@ const HOT: &[&str] = &[
     "SELECT session_id, msgid, customer, staff, day FROM huixi_turns WHERE tenant = ? AND staff = ? AND day >= ? AND day <= ? ORDER BY asked_at, msgid, staff",
     "SELECT session_id, staff, day FROM huixi_traffic WHERE tenant = ? AND staff = ? AND day >= ? AND day <= ? ORDER BY session_id, staff, day",
     "SELECT DISTINCT t.session_id, t.msgid, m.content FROM huixi_turns t JOIN huixi_messages m ON m.tenant = t.tenant AND m.msgid = t.msgid WHERE t.tenant = ? AND t.answered_at IS NULL AND t.due_at <= ? ORDER BY t.session_id, t.msgid",
-    "SELECT id FROM huixi_jobs WHERE queue = ? AND state = 'ready' AND available_at <= ? ORDER BY priority DESC, id LIMIT 1",
-    "SELECT id FROM huixi_jobs WHERE queue = ? AND state = 'leased' AND lease_until < ? ORDER BY priority DESC, id LIMIT 1",
+    "SELECT id FROM huixi_jobs WHERE queue = ? AND state = 'ready' AND available_at <= ? ORDER BY priority DESC, fair_rank, id LIMIT 1",
+    "SELECT id FROM huixi_jobs WHERE queue = ? AND state = 'leased' AND lease_until < ? ORDER BY priority DESC, fair_rank, id LIMIT 1",
+    "SELECT fair_rank FROM huixi_jobs WHERE queue = ? AND state = 'ready' AND priority = ? AND available_at <= ? ORDER BY priority DESC, fair_rank, id LIMIT 1",
+    "SELECT last_rank FROM huixi_job_ranks WHERE queue = ? AND priority = ? AND tenant = ?",
 ];
 
 /// Queries whose answer is one row of the tenant by design: an aggregate the index answers at its
@@ -141,6 +143,7 @@ const ONE_ROW_OF_THE_TENANT: &[&str] = &[
     "SELECT MAX(msgtime) FROM huixi_messages WHERE tenant = ?",
     "SELECT id, tenant, customer FROM huixi_stale_customers HINT WHERE tenant = ? ORDER BY tenant, id LIMIT 100",
     "SELECT tenant FROM huixi_webhooks WHERE tenant = ?",
+    "SELECT MAX(last_rank) FROM huixi_job_ranks WHERE queue = ? AND priority = ?",
 ];
 
 /// A store with the shared archive analysed, and a backlog of jobs in the embedded queue.
@@ -216,7 +219,12 @@ async fn hot_queries_are_bounded_by_an_index_on_mariadb() {
         // Values of the right type for each placeholder, so the plan is the one the store gets.
         let mut q = sqlx::query(&explain);
         let binds = sql.matches('?').count();
-        let numeric = ["due_at <= ?", "available_at <= ?", "lease_until < ?"];
+        let numeric = [
+            "due_at <= ?",
+            "available_at <= ?",
+            "lease_until < ?",
+            "priority = ?",
+        ];
         let mut rest = sql;
         for _ in 0..binds {
             let at = rest.find('?').unwrap();
