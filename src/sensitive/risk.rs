@@ -51,6 +51,10 @@ impl Default for RiskRules {
 
 /// Longest alert text kept; the msgid leads to the full message.
 const ALERT_TEXT_CHARS: usize = 200;
+/// Alerts one message can raise from its words: a message that repeats 加我微信 a thousand times is
+/// one thing for a manager to look at, not a thousand (nor a thousand webhooks). Beyond this many
+/// different words, the most severe are kept.
+pub const MAX_WORD_ALERTS_PER_MESSAGE: usize = 16;
 
 pub fn scan_session(engine: &Engine, rules: &RiskRules, session: &Session) -> Vec<Alert> {
     let mut alerts = Vec::new();
@@ -76,7 +80,23 @@ pub fn scan_session(engine: &Engine, rules: &RiskRules, session: &Session) -> Ve
             let hits = engine.scan(text);
             if !hits.is_empty() {
                 let masked = mask_pii(text);
+                // One alert per word per message, at its first occurrence; the most severe words
+                // first when there are too many (a stable sort keeps text order among equals).
+                let mut seen: Vec<(&str, &str)> = Vec::new();
+                let mut distinct: Vec<&super::Match> = Vec::new();
                 for hit in &hits {
+                    let key = (hit.category.as_str(), hit.word.as_str());
+                    if !seen.contains(&key) {
+                        seen.push(key);
+                        distinct.push(hit);
+                    }
+                }
+                if distinct.len() > MAX_WORD_ALERTS_PER_MESSAGE {
+                    distinct.sort_by_key(|h| std::cmp::Reverse(h.severity));
+                    distinct.truncate(MAX_WORD_ALERTS_PER_MESSAGE);
+                    distinct.sort_by_key(|h| h.start);
+                }
+                for hit in distinct {
                     let kind = match hit.kind {
                         MatchKind::Lexicon => "sensitive",
                         MatchKind::Phone | MatchKind::BankCard => "pii",
@@ -238,5 +258,44 @@ mod tests {
         assert_eq!(transfer_amount_fen("转你¥1,200"), Some(120_000));
         assert_eq!(transfer_amount_fen("这套课程5000元"), None);
         assert_eq!(transfer_amount_fen("转账的事明天再说"), None);
+    }
+
+    #[test]
+    fn a_word_repeated_in_one_message_is_one_alert_and_a_message_has_a_bounded_number() {
+        use crate::archive::{sessionize, Message};
+        let message = |id: &str, text: &str| {
+            let line = serde_json::json!({"msgid": id, "action": "send", "from": "wmCust",
+                "tolist": ["staff"], "roomid": "", "msgtime": 1_795_136_400_000_i64,
+                "msgtype": "text", "text": {"content": text}})
+            .to_string();
+            Message::parse(&line).unwrap()
+        };
+        let engine = Engine::build(&crate::sensitive::Lexicon::starter());
+        let flood = "加我微信".repeat(25_000);
+        let session = sessionize("t", vec![message("m1", &flood)], 60_000).remove(0);
+        let alerts = scan_session(&engine, &RiskRules::default(), &session);
+        let words: Vec<&str> = alerts.iter().map(|a| a.word.as_str()).collect();
+        let mut unique = words.clone();
+        unique.dedup();
+        assert!(!alerts.is_empty(), "the word is still caught");
+        assert_eq!(words.len(), unique.len(), "one alert per word: {words:?}");
+        assert!(alerts.len() <= MAX_WORD_ALERTS_PER_MESSAGE);
+        // Many different words: the bound holds, and the most severe are the ones kept.
+        let (lex, _) = crate::sensitive::Lexicon::parse(
+            "t",
+            &(0..40)
+                .map(|i| format!("词{i:02},c,{}\n", if i % 10 == 9 { "high" } else { "low" }))
+                .collect::<String>(),
+        );
+        let engine = Engine::build(&lex);
+        let text: String = (0..40).map(|i| format!("词{i:02} ")).collect();
+        let session = sessionize("t", vec![message("m2", &text)], 60_000).remove(0);
+        let alerts = scan_session(&engine, &RiskRules::default(), &session);
+        assert_eq!(alerts.len(), MAX_WORD_ALERTS_PER_MESSAGE);
+        let high = alerts
+            .iter()
+            .filter(|a| a.severity == Severity::High)
+            .count();
+        assert_eq!(high, 4, "all four high-severity words are among those kept");
     }
 }
