@@ -60,6 +60,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0007_tenants.sql"),
         mysql: include_str!("../../migrations/mysql/0007_tenants.sql"),
     },
+    Migration {
+        version: 8,
+        name: "kb_documents",
+        sqlite: include_str!("../../migrations/sqlite/0008_kb_documents.sql"),
+        mysql: include_str!("../../migrations/mysql/0008_kb_documents.sql"),
+    },
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<(), StoreError> {
