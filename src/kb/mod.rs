@@ -1007,11 +1007,15 @@ impl Knowledge {
             Some(kb) => kb,
             // Read once to learn whether there is anything to make a knowledge base for, and again
             // below with it held: another sync may have made it in between.
-            None if load().await?.is_empty() => return Ok(Vec::new()),
-            None => match self.tenant(tenant, true).await? {
-                Some(kb) => kb,
-                None => return Ok(Vec::new()),
-            },
+            None => {
+                if load().await?.is_empty() {
+                    return Ok(Vec::new());
+                }
+                match self.tenant(tenant, true).await? {
+                    Some(kb) => kb,
+                    None => return Ok(Vec::new()),
+                }
+            }
         };
         let mut kb = kb.write().await;
         let documents = load().await?;
