@@ -76,6 +76,13 @@ impl From<crate::tenant::TenantError> for ApiError {
     fn from(e: crate::tenant::TenantError) -> ApiError {
         match e {
             crate::tenant::TenantError::Store(e) => e.into(),
+            e @ crate::tenant::TenantError::Kb { .. } => {
+                tracing::error!("{e}");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the tenant's knowledge base is unavailable",
+                )
+            }
             e => {
                 tracing::error!("{e}");
                 ApiError::new(

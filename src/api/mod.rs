@@ -6,13 +6,15 @@
 //!   `GET /v1/sessions/{id}/metrics`, `GET /v1/alerts`, `GET|PUT /v1/settings`, `GET|PUT /v1/lexicon`, `GET|PUT /v1/whitelist`,
 //!   `GET /v1/agents`, `GET|PUT|DELETE /v1/agents/{name}`,
 //!   `GET /v1/customers/{id}`, `GET /v1/customers/{id}/tags`, `GET /v1/duplicates`, `GET /v1/metrics`,
-//!   `PUT /v1/tag-library`, `GET|PUT /v1/calendar`;
+//!   `PUT /v1/tag-library`, `GET|PUT /v1/calendar`, `GET /v1/kb/documents`,
+//!   `GET|PUT|DELETE /v1/kb/documents/{name}`, `GET /v1/kb/search`;
 //! - admin token: `POST /admin/tokens`, `DELETE /admin/tokens/{id}`, `PUT /admin/tenants/{t}/webhook`;
 //! - open: `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus), `GET /openapi.json`.
 
 mod auth;
 mod customers;
 mod error;
+mod kb;
 mod routes;
 mod settings;
 
@@ -61,6 +63,12 @@ pub fn router(state: AppState) -> Router {
                 .delete(settings::delete_agent),
         )
         .route("/v1/tag-library", put(customers::put_tag_library))
+        .route(
+            "/v1/kb/documents/{name}",
+            get(kb::document)
+                .put(kb::put_document)
+                .delete(kb::delete_document),
+        )
         .layer(DefaultBodyLimit::max(LEXICON_LIMIT));
     Router::new()
         .route("/v1/reanalyze", post(routes::reanalyze))
@@ -78,6 +86,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/customers/{id}/tags", get(customers::customer_tags))
         .route("/v1/duplicates", get(customers::duplicates))
         .route("/v1/metrics", get(customers::metrics))
+        .route("/v1/kb/documents", get(kb::documents))
+        .route("/v1/kb/search", get(kb::search))
         .route(
             "/v1/calendar",
             get(customers::calendar).put(customers::put_calendar),

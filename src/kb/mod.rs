@@ -49,6 +49,8 @@ const MAX_CHUNK_TOKENS: usize = 400;
 pub enum KbError {
     #[error("{path}: {message}")]
     File { path: String, message: String },
+    #[error("stored documents of tenant {tenant:?}: {message}")]
+    Documents { tenant: String, message: String },
     #[error("knowledge base of tenant {tenant:?} at {path}: {message}")]
     Shard {
         tenant: String,
@@ -67,6 +69,39 @@ pub struct Hit {
     pub heading: String,
     pub text: String,
     pub score: f32,
+}
+
+/// A document given by name and text (uploaded, kept in the store) rather than read from a file. The
+/// name's extension gives its format, as a file's does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    pub name: String,
+    pub body: String,
+}
+
+/// Where a document's chunks say they come from. File sources are absolute paths, so no file's source
+/// starts like this, and a document never replaces a file's chunks or a file a document's.
+const DOC_SOURCE: &str = "doc:";
+
+pub fn document_source(name: &str) -> String {
+    format!("{DOC_SOURCE}{name}")
+}
+
+/// The name of the document a chunk's source is, if it is one (and not a file).
+pub fn source_document(source: &str) -> Option<&str> {
+    source.strip_prefix(DOC_SOURCE)
+}
+
+impl Document {
+    fn source(&self) -> String {
+        document_source(&self.name)
+    }
+}
+
+/// A text's content hash, as the manifest records it and the store keeps beside a document: SHA-256
+/// in hex. One spelling, so the store's digest tells whether an index already holds a document.
+pub fn digest(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 /// What ingesting one file did.
@@ -371,8 +406,8 @@ impl TenantKb {
 
     /// Ingests files (directories are walked for .md, .txt, .csv and .jsonl). An unchanged file is left
     /// as it is; a changed one has its old chunks replaced. With `prune`, files ingested earlier that no
-    /// longer exist are removed. A different embeddings model (or vector size) than the stored chunks
-    /// were made with re-embeds every chunk.
+    /// longer exist are removed (documents ingested by name are not files, and stay). A different
+    /// embeddings model (or vector size) than the stored chunks were made with re-embeds every chunk.
     pub async fn ingest(
         &mut self,
         paths: &[PathBuf],
@@ -383,14 +418,7 @@ impl TenantKb {
             collect(p, &mut files)?;
         }
         let mut manifest = self.manifest()?;
-        if let (None, Some(d)) = (&self.embedder, &manifest.dense) {
-            // Storing some chunks without dense vectors would leave them out of half of every search.
-            return Err(self.err(format!(
-                "its chunks have dense vectors from {} ({} dimensions): ingest with \
-                 --embeddings-model {0} (or another model, which re-embeds them all)",
-                d.model, d.dim
-            )));
-        }
+        self.check_embedder(&manifest)?;
         // Read and chunk first, store after: a model's vector size is known only from its answer.
         let mut planned: Vec<Planned> = Vec::new();
         for file in files {
@@ -402,41 +430,161 @@ impl TenantKb {
                 path: file.display().to_string(),
                 message: e.to_string(),
             })?;
-            let hash = hex::encode(Sha256::digest(text.as_bytes()));
-            let old = manifest.files.get(&source).cloned();
-            if let Some((h, ids)) = &old {
-                if *h == hash {
-                    let chunks = ids.len();
-                    planned.push(Planned::Unchanged { source, chunks });
-                    continue;
-                }
-            }
-            let chunks = chunk::chunk_file(&file, &text, MAX_CHUNK_TOKENS).map_err(|message| {
-                KbError::File {
+            let plan = self
+                .plan(&manifest, source, &file, &text)
+                .map_err(|message| KbError::File {
                     path: file.display().to_string(),
                     message,
-                }
-            })?;
-            let points = chunks
-                .iter()
-                .map(|c| {
-                    let payload = serde_json::json!({
-                        "tenant": self.tenant, "source": source, "position": c.position,
-                        "heading": c.heading, "text": c.text,
-                    });
-                    self.point(
-                        chunk_id(&self.tenant, &source, c.position),
-                        payload.as_object().expect("an object").clone(),
-                    )
-                })
-                .collect();
-            planned.push(Planned::Changed {
-                source,
-                hash,
-                old: old.map(|(_, ids)| ids),
-                points,
-            });
+                })?;
+            planned.push(plan);
         }
+        let mut report = self.apply(&mut manifest, planned).await?;
+        if prune {
+            let gone: Vec<String> = manifest
+                .files
+                .keys()
+                .filter(|s| !s.starts_with(DOC_SOURCE) && !Path::new(s).exists())
+                .cloned()
+                .collect();
+            for source in gone {
+                report.retain(|r| r.source != source);
+                report.push(self.remove_from(&mut manifest, &source).await?);
+            }
+        }
+        self.backend.flush();
+        Ok(report)
+    }
+
+    /// Ingests documents given by name and text (uploaded, not read from files), each under the source
+    /// `doc:<name>`; the name's extension gives the format, as a file's does. Unchanged ones are left
+    /// alone, as in [`TenantKb::ingest`].
+    pub async fn ingest_documents(
+        &mut self,
+        documents: &[Document],
+    ) -> Result<Vec<Ingested>, KbError> {
+        let mut manifest = self.manifest()?;
+        self.check_embedder(&manifest)?;
+        let mut planned = Vec::new();
+        for d in documents {
+            let plan = self
+                .plan(&manifest, d.source(), Path::new(&d.name), &d.body)
+                .map_err(|message| KbError::File {
+                    path: d.source(),
+                    message,
+                })?;
+            planned.push(plan);
+        }
+        let report = self.apply(&mut manifest, planned).await?;
+        self.backend.flush();
+        Ok(report)
+    }
+
+    /// Makes the documents ingested by name exactly `documents`: new and changed ones are ingested,
+    /// ones no longer among them removed, the rest left alone. Files ingested from paths stay.
+    pub async fn sync_documents(
+        &mut self,
+        documents: &[Document],
+    ) -> Result<Vec<Ingested>, KbError> {
+        let manifest = self.manifest()?;
+        let wanted: BTreeSet<String> = documents.iter().map(Document::source).collect();
+        let gone: Vec<String> = manifest
+            .files
+            .keys()
+            .filter(|s| s.starts_with(DOC_SOURCE) && !wanted.contains(*s))
+            .cloned()
+            .collect();
+        let mut report = self.ingest_documents(documents).await?;
+        if !gone.is_empty() {
+            // Read again: ingesting saved its own changes.
+            let mut manifest = self.manifest()?;
+            for source in gone {
+                report.push(self.remove_from(&mut manifest, &source).await?);
+            }
+            self.backend.flush();
+        }
+        Ok(report)
+    }
+
+    /// Whether the documents ingested by name are exactly those of these names and digests, so that a
+    /// sync would change nothing; reads only the manifest.
+    pub fn documents_match<'a>(
+        &self,
+        documents: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<bool, KbError> {
+        let manifest = self.manifest()?;
+        let mut ingested: BTreeMap<&str, &str> = manifest
+            .files
+            .iter()
+            .filter(|(s, _)| s.starts_with(DOC_SOURCE))
+            .map(|(s, (hash, _))| (s.as_str(), hash.as_str()))
+            .collect();
+        for (name, digest) in documents {
+            let source = document_source(name);
+            if ingested.remove(source.as_str()) != Some(digest) {
+                return Ok(false);
+            }
+        }
+        Ok(ingested.is_empty())
+    }
+
+    /// Storing some chunks without dense vectors would leave them out of half of every search.
+    fn check_embedder(&self, manifest: &Manifest) -> Result<(), KbError> {
+        if let (None, Some(d)) = (&self.embedder, &manifest.dense) {
+            return Err(self.err(format!(
+                "its chunks have dense vectors from {} ({} dimensions): ingest with \
+                 --embeddings-model {0} (or another model, which re-embeds them all)",
+                d.model, d.dim
+            )));
+        }
+        Ok(())
+    }
+
+    /// One text: unchanged if the manifest has it with this content, else chunked (in the format of
+    /// `format`'s extension) into points waiting to be stored.
+    fn plan(
+        &self,
+        manifest: &Manifest,
+        source: String,
+        format: &Path,
+        text: &str,
+    ) -> Result<Planned, String> {
+        let hash = digest(text);
+        let old = manifest.files.get(&source).cloned();
+        if let Some((h, ids)) = &old {
+            if *h == hash {
+                let chunks = ids.len();
+                return Ok(Planned::Unchanged { source, chunks });
+            }
+        }
+        let chunks = chunk::chunk_file(format, text, MAX_CHUNK_TOKENS)?;
+        let points = chunks
+            .iter()
+            .map(|c| {
+                let payload = serde_json::json!({
+                    "tenant": self.tenant, "source": source, "position": c.position,
+                    "heading": c.heading, "text": c.text,
+                });
+                self.point(
+                    chunk_id(&self.tenant, &source, c.position),
+                    payload.as_object().expect("an object").clone(),
+                )
+            })
+            .collect();
+        Ok(Planned::Changed {
+            source,
+            hash,
+            old: old.map(|(_, ids)| ids),
+            points,
+        })
+    }
+
+    /// Stores what was planned: embeds the new chunks (re-embedding the kept ones if the model
+    /// changed), replaces each changed text's chunks, and records each in the manifest.
+    async fn apply(
+        &mut self,
+        manifest: &mut Manifest,
+        mut planned: Vec<Planned>,
+    ) -> Result<Vec<Ingested>, KbError> {
         let mut new_points: Vec<&mut Point> = planned
             .iter_mut()
             .flat_map(|p| match p {
@@ -464,7 +612,7 @@ impl TenantKb {
                     .filter(|s| !changed.contains(s.as_str()))
                     .cloned()
                     .collect();
-                self.reembed(&mut manifest, &keep, dim).await?
+                self.reembed(manifest, &keep, dim).await?
             }
             _ => Vec::new(),
         };
@@ -504,7 +652,7 @@ impl TenantKb {
             });
             manifest.files.insert(source, (hash, ids));
             // Written after each file: a crash loses at most the file in progress, which is redone.
-            self.save_manifest(&manifest)?;
+            self.save_manifest(manifest)?;
         }
         // Files re-embedded that were not named this time are reported too: they were rewritten.
         for source in reembedded {
@@ -517,19 +665,6 @@ impl TenantKb {
                 });
             }
         }
-        if prune {
-            let gone: Vec<String> = manifest
-                .files
-                .keys()
-                .filter(|s| !Path::new(s).exists())
-                .cloned()
-                .collect();
-            for source in gone {
-                report.retain(|r| r.source != source);
-                report.push(self.remove_from(&mut manifest, &source).await?);
-            }
-        }
-        self.backend.flush();
         Ok(report)
     }
 
@@ -770,7 +905,9 @@ pub struct Knowledge {
     dir: PathBuf,
     qdrant_url: Option<String>,
     embedder: Option<Arc<Embedder>>,
-    open: tokio::sync::Mutex<BTreeMap<String, Arc<TenantKb>>>,
+    /// Searches share a tenant's knowledge base; a sync has it alone, so a search never sees half a
+    /// replaced document and two syncs do not interleave.
+    open: tokio::sync::Mutex<BTreeMap<String, Arc<tokio::sync::RwLock<TenantKb>>>>,
 }
 
 /// How much of a conversation makes the search query: its opening says what it is about.
@@ -788,21 +925,28 @@ impl Knowledge {
         }
     }
 
-    async fn tenant(&self, tenant: &str) -> Result<Option<Arc<TenantKb>>, KbError> {
+    /// The tenant's knowledge base; with `create`, made when the tenant has none yet.
+    async fn tenant(
+        &self,
+        tenant: &str,
+        create: bool,
+    ) -> Result<Option<Arc<tokio::sync::RwLock<TenantKb>>>, KbError> {
         let mut open = self.open.lock().await;
         if let Some(kb) = open.get(tenant) {
             return Ok(Some(kb.clone()));
         }
-        // A tenant that never ingested anything has no knowledge base, and gets no passages.
-        if !self
-            .dir
-            .join("kb")
-            .join(hex::encode(tenant.as_bytes()))
-            .exists()
+        // A tenant that never ingested anything has no knowledge base, and gets no passages; a
+        // search must not leave an empty directory behind for every tenant that asks.
+        if !create
+            && !self
+                .dir
+                .join("kb")
+                .join(hex::encode(tenant.as_bytes()))
+                .exists()
         {
             return Ok(None);
         }
-        let kb = Arc::new(
+        let kb = Arc::new(tokio::sync::RwLock::new(
             TenantKb::open(
                 &self.dir,
                 tenant,
@@ -810,15 +954,78 @@ impl Knowledge {
                 self.embedder.clone(),
             )
             .await?,
-        );
+        ));
         open.insert(tenant.to_string(), kb.clone());
         Ok(Some(kb))
+    }
+
+    /// The tenant's `top` chunks for a query; none for a tenant without a knowledge base.
+    pub async fn search(&self, tenant: &str, query: &str, top: usize) -> Result<Vec<Hit>, KbError> {
+        match self.tenant(tenant, false).await? {
+            Some(kb) => kb.read().await.search(query, top).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Whether the tenant's knowledge base holds exactly the documents of these names and digests
+    /// ([`digest`]): when it does, a [`Knowledge::sync`] would change nothing. Reads only the manifest,
+    /// so a caller can ask it with a listing of the store (no texts) before every search.
+    pub async fn documents_match(
+        &self,
+        tenant: &str,
+        documents: &[(String, String)],
+    ) -> Result<bool, KbError> {
+        match self.tenant(tenant, false).await? {
+            Some(kb) => kb
+                .read()
+                .await
+                .documents_match(documents.iter().map(|(n, d)| (n.as_str(), d.as_str()))),
+            None => Ok(documents.is_empty()),
+        }
+    }
+
+    /// Makes the tenant's documents in this process's knowledge base match the stored ones: new and
+    /// changed ones are ingested, ones no longer stored removed, unchanged ones left alone (no chunking,
+    /// no embedding), and files ingested from paths (`huixi kb ingest`) kept. `load` reads the stored
+    /// documents; it is called with the tenant's knowledge base held, so two syncs one after the other
+    /// each apply what was stored when they ran, never an older read over a newer one. A tenant with no
+    /// documents and no knowledge base gets none made.
+    pub async fn sync<F, Fut, E>(&self, tenant: &str, load: F) -> Result<Vec<Ingested>, KbError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<Document>, E>>,
+        E: std::fmt::Display,
+    {
+        let read = &load;
+        let load = move || async move {
+            read().await.map_err(|e| KbError::Documents {
+                tenant: tenant.to_string(),
+                message: e.to_string(),
+            })
+        };
+        let kb = match self.tenant(tenant, false).await? {
+            Some(kb) => kb,
+            // Read once to learn whether there is anything to make a knowledge base for, and again
+            // below with it held: another sync may have made it in between.
+            None => {
+                if load().await?.is_empty() {
+                    return Ok(Vec::new());
+                }
+                match self.tenant(tenant, true).await? {
+                    Some(kb) => kb,
+                    None => return Ok(Vec::new()),
+                }
+            }
+        };
+        let mut kb = kb.write().await;
+        let documents = load().await?;
+        kb.sync_documents(&documents).await
     }
 
     /// The tenant's chunks that best match the session's text, as prompt passages. The query is the
     /// masked text, as in prompts: it goes to the embeddings endpoint too.
     pub async fn passages(&self, tenant: &str, session: &Session) -> Result<Vec<Passage>, KbError> {
-        let Some(kb) = self.tenant(tenant).await? else {
+        let Some(kb) = self.tenant(tenant, false).await? else {
             return Ok(Vec::new());
         };
         let text: String = session
@@ -831,9 +1038,8 @@ impl Knowledge {
             .chars()
             .take(QUERY_CHARS)
             .collect();
-        Ok(kb
-            .search(&query, PASSAGES)
-            .await?
+        let hits = kb.read().await.search(&query, PASSAGES).await?;
+        Ok(hits
             .into_iter()
             .map(|h| Passage {
                 id: h.id,

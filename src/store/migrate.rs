@@ -60,9 +60,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0007_tenants.sql"),
         mysql: include_str!("../../migrations/mysql/0007_tenants.sql"),
     },
-    // Version 8 is taken by work on another branch. The runner applies whatever listed version a
-    // store lacks, in list order, so the gap is harmless and 8 may land later: 9 touches only the
-    // job tables.
+    Migration {
+        version: 8,
+        name: "kb_documents",
+        sqlite: include_str!("../../migrations/sqlite/0008_kb_documents.sql"),
+        mysql: include_str!("../../migrations/mysql/0008_kb_documents.sql"),
+    },
     Migration {
         version: 9,
         name: "fair_queue",

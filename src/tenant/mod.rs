@@ -33,6 +33,12 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(2);
 pub enum TenantError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// The tenant's knowledge base could not be brought up to its stored documents.
+    #[error("knowledge base of tenant {tenant:?}: {source}")]
+    Kb {
+        tenant: String,
+        source: crate::kb::KbError,
+    },
     /// The stored configuration does not build: only possible if it was written around the API.
     #[error("configuration of tenant {tenant:?} (version {version}): {message}")]
     Invalid {
@@ -204,6 +210,21 @@ impl Tenants {
         }
         let stored = self.store.stored_tenant(tenant).await?;
         let built = Arc::new(self.build(tenant, &stored)?);
+        // The knowledge base is materialised here from the documents in the store: this process's
+        // embedded index may be on another machine than the API that took the upload. A new version
+        // is the only time it can have changed; unchanged documents cost a digest comparison.
+        if let Some(kb) = &self.kb {
+            let synced = kb
+                .sync(tenant, || self.store.kb_document_bodies(tenant))
+                .await
+                .map_err(|source| TenantError::Kb {
+                    tenant: tenant.to_string(),
+                    source,
+                })?;
+            if !synced.is_empty() {
+                tracing::info!(tenant, documents = synced.len(), "knowledge base synced");
+            }
+        }
         tracing::info!(
             tenant,
             version = built.version,

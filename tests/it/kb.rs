@@ -1,7 +1,8 @@
 //! The tenant knowledge base on Qdrant Edge: Chinese search, no-op re-ingest, replacement and removal,
 //! tenant isolation, and analysis that hands the matching chunks to the agents and records them. With
 //! the mock's embeddings: hybrid search against BM25 alone, re-embedding on a model change, and
-//! findings that cite only the chunks their agent was shown.
+//! findings that cite only the chunks their agent was shown. Over HTTP: documents kept in the store,
+//! indexed by every process that has a knowledge base, and never seen by another tenant.
 
 use std::path::Path;
 
@@ -810,4 +811,370 @@ async fn qdrant_server_hybrid_when_a_server_is_reachable() {
     );
     let hits = run(&["kb", "search", "退钱", "--top", "3"], &a, "mock-embed-v2").await;
     assert_eq!(rank_of(&hits, REFUND), Some(1), "{:?}", ranked(&hits));
+}
+
+/// A running `huixi serve` for the knowledge-base document routes, with tokens for tenants A
+/// ("default") and B ("other"); `data` is its knowledge-base directory, if it has one.
+struct DocServer {
+    child: std::process::Child,
+    base: String,
+    a: String,
+    b: String,
+    http: reqwest::Client,
+}
+
+impl Drop for DocServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tenant_token(db: &str, tenant: &str) -> String {
+    stdout_json(&huixi(&["token", "create", "--db", db, "--tenant", tenant]))["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+impl DocServer {
+    fn start(db: &str, data: Option<&Path>) -> DocServer {
+        use std::io::BufRead;
+        let mut args = vec![
+            "serve".to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--db".into(),
+            db.into(),
+        ];
+        if let Some(d) = data {
+            args.extend(["--data-dir".into(), d.display().to_string()]);
+        }
+        let a = tenant_token(db, "default");
+        let b = tenant_token(db, "other");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_huixi"))
+            .args(&args)
+            .env_remove("HUIXI_DATA_DIR")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("serve printed {line:?}"))
+            .to_string();
+        DocServer {
+            child,
+            base,
+            a,
+            b,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder, token: &str) -> (u16, Value) {
+        let resp = req
+            .header("authorization", format!("Bearer {token}"))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, value)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn put(&self, name: &str, body: impl Into<reqwest::Body>, token: &str) -> (u16, Value) {
+        let req = self
+            .http
+            .put(self.url(&format!("/v1/kb/documents/{name}")))
+            .body(body);
+        self.send(req, token).await
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.send(self.http.get(self.url(path)), token).await
+    }
+
+    async fn delete(&self, name: &str, token: &str) -> (u16, Value) {
+        let req = self
+            .http
+            .delete(self.url(&format!("/v1/kb/documents/{name}")));
+        self.send(req, token).await
+    }
+
+    /// The hits of a search that must succeed.
+    async fn search(&self, q: &str, token: &str) -> Vec<Value> {
+        // Built by hand: reqwest's `query` is a feature this crate does not turn on.
+        let url =
+            reqwest::Url::parse_with_params(&self.url("/v1/kb/search"), [("q", q), ("top", "10")])
+                .unwrap();
+        let req = self.http.get(url);
+        let (status, body) = self.send(req, token).await;
+        assert_eq!(status, 200, "{body}");
+        body["items"].as_array().unwrap().clone()
+    }
+
+    async fn names(&self, token: &str) -> Vec<String> {
+        let (status, body) = self.get("/v1/kb/documents", token).await;
+        assert_eq!(status, 200, "{body}");
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+const PRODUCT_MD: &str = "# 会析CRM产品手册\n\n会析CRM帮助销售团队管理客户、商机和合同。\n\n\
+    ## 价格\n\n标准版每个账号每年980元，专业版每个账号每年1680元。\n\n\
+    ## 发票\n\n支持开具增值税专用发票和普通发票，在财务页面提交开票申请，三个工作日内开出。\n";
+const FAQ_14: &str = "{\"q\":\"能试用吗\",\"a\":\"可以申请14天免费试用\"}\n\
+    {\"q\":\"支持手机吗\",\"a\":\"有iOS和安卓客户端\"}\n";
+const FAQ_30: &str = "{\"q\":\"能试用吗\",\"a\":\"可以申请30天免费试用\"}\n";
+const B_POLICY: &str = "退货政策：七天无理由退货，快递费由买家承担。\n";
+
+fn texts(hits: &[Value]) -> String {
+    hits.iter()
+        .map(|h| h["text"].as_str().unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn version(db: &str, tenant: &str) -> String {
+    rows_of(
+        db,
+        &[&format!(
+            "SELECT version FROM huixi_tenant_settings WHERE tenant = '{tenant}'"
+        )],
+    )
+    .await
+    .join(",")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kb_documents_are_searched_replaced_and_deleted_within_their_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    documents_round_trip(&sqlite_url(dir.path()), &dir.path().join("data")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kb_documents_round_trip_on_mariadb() {
+    let scratch = crate::mariadb::Scratch::new("kbdocs").await;
+    let dir = tempfile::tempdir().unwrap();
+    documents_round_trip(&scratch.url(), &dir.path().join("data")).await;
+}
+
+async fn documents_round_trip(db: &str, data: &Path) {
+    let db = db.to_string();
+    let s = DocServer::start(&db, Some(data));
+
+    let (status, body) = s.put("product.md", PRODUCT_MD, &s.a).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["status"], "added");
+    assert_eq!(body["indexed"], true);
+    assert_eq!(body["chunks"], 3, "{body}");
+    assert_eq!(body["document"]["bytes"], PRODUCT_MD.len());
+    let (status, body) = s.put("faq.jsonl", FAQ_14, &s.a).await;
+    assert_eq!((status, body["chunks"].as_u64()), (201, Some(2)), "{body}");
+    // Tenant B has a document of its own, about something else.
+    let (status, body) = s.put("policy.txt", B_POLICY, &s.b).await;
+    assert_eq!(status, 201, "{body}");
+
+    let hits = s.search("发票怎么开", &s.a).await;
+    assert!(
+        hits[0]["text"].as_str().unwrap().contains("增值税专用发票"),
+        "{hits:#?}"
+    );
+    assert_eq!(hits[0]["document"], "product.md");
+    assert_eq!(hits[0]["source"], "doc:product.md");
+    assert!(texts(&s.search("能试用吗", &s.a).await).contains("14天"));
+    assert_eq!(s.names(&s.a).await, vec!["faq.jsonl", "product.md"]);
+
+    // B sees none of A's chunks nor A's documents, whatever it asks.
+    for q in ["发票怎么开", "能试用吗", "专业版多少钱"] {
+        let hits = s.search(q, &s.b).await;
+        assert!(
+            hits.iter().all(|h| h["document"] == "policy.txt"),
+            "B searching {q:?} got {hits:#?}"
+        );
+    }
+    assert!(texts(&s.search("退货", &s.b).await).contains("七天无理由"));
+    assert!(s.search("退货", &s.a).await.is_empty(), "A sees B's chunks");
+    assert_eq!(s.names(&s.b).await, vec!["policy.txt"]);
+    assert_eq!(s.get("/v1/kb/documents/product.md", &s.b).await.0, 404);
+    assert_eq!(s.delete("product.md", &s.b).await.0, 404);
+    let (status, doc) = s.get("/v1/kb/documents/product.md", &s.a).await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["body"], PRODUCT_MD);
+
+    // Every change moves A's version on; the same text again is no change.
+    let before = version(&db, "default").await;
+    let (status, body) = s.put("faq.jsonl", FAQ_14, &s.a).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("unchanged")));
+    assert_eq!(version(&db, "default").await, before);
+
+    // A replaced document's old text is gone from the results.
+    let (status, body) = s.put("faq.jsonl", FAQ_30, &s.a).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("replaced")));
+    assert_eq!(body["chunks"], 1);
+    let after_put = version(&db, "default").await;
+    assert_ne!(after_put, before, "a replacement moves the version on");
+    let found = texts(&s.search("能试用吗", &s.a).await);
+    assert!(found.contains("30天") && !found.contains("14天"), "{found}");
+
+    // A deleted document's chunks are gone, the other's stay.
+    let (status, body) = s.delete("product.md", &s.a).await;
+    assert_eq!((status, body["indexed"].as_bool()), (200, Some(true)));
+    assert_ne!(version(&db, "default").await, after_put);
+    assert!(!texts(&s.search("发票怎么开", &s.a).await).contains("增值税"));
+    assert!(texts(&s.search("能试用吗", &s.a).await).contains("30天"));
+    assert_eq!(s.names(&s.a).await, vec!["faq.jsonl"]);
+    assert_eq!(s.get("/v1/kb/documents/product.md", &s.a).await.0, 404);
+    assert_eq!(s.delete("product.md", &s.a).await.0, 404);
+    // B's document was never touched.
+    assert!(texts(&s.search("退货", &s.b).await).contains("七天无理由"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kb_document_names_bodies_and_queries_are_checked_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_url(dir.path());
+    let s = DocServer::start(&db, Some(&dir.path().join("data")));
+    let long = format!("{}.md", "长".repeat(253));
+    for name in [
+        "notes",
+        "x.pdf",
+        "a..b.md",
+        "a%2Fb.md",
+        "%2E%2E%2Fx.md",
+        long.as_str(),
+    ] {
+        let (status, body) = s.put(name, "# 标题\n\n正文\n", &s.a).await;
+        assert_eq!(status, 400, "{name}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().starts_with("name: "),
+            "{name}: {body}"
+        );
+    }
+    let bad_bodies: [(&str, Vec<u8>, &str); 3] = [
+        (
+            "p.csv",
+            "产品,价格\n标准版,980\n专业版,1680,多余\n".into(),
+            "line 3",
+        ),
+        ("f.jsonl", "{\"q\":\"a\"}\nnot json\n".into(), "line 2"),
+        ("t.txt", vec![0xff, 0xfe, b'a'], "UTF-8"),
+    ];
+    for (name, body, says) in bad_bodies {
+        let (status, answer) = s.put(name, body, &s.a).await;
+        assert_eq!(status, 400, "{name}: {answer}");
+        let message = answer["error"].as_str().unwrap();
+        assert!(
+            message.starts_with("body: ") && message.contains(says),
+            "{name}: {message}"
+        );
+    }
+    assert!(s.names(&s.a).await.is_empty(), "a refused upload is stored");
+    for (query, field) in [
+        ("", "q: "),
+        ("?q=%20", "q: "),
+        ("?q=a&top=0", "top: "),
+        ("?q=a&top=x", "top: "),
+    ] {
+        let (status, body) = s.get(&format!("/v1/kb/search{query}"), &s.a).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().starts_with(field),
+            "{query}: {body}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kb_documents_stored_by_a_server_without_an_index_are_indexed_by_one_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_url(dir.path());
+    let data = dir.path().join("data");
+    // A file ingested from the command line shares the tenant's knowledge base with the documents.
+    let docs_dir = dir.path().join("docs");
+    std::fs::create_dir_all(&docs_dir).unwrap();
+    std::fs::write(
+        docs_dir.join("competitors.csv"),
+        "竞品,对比要点\n销售易,我们的实施周期更短\n",
+    )
+    .unwrap();
+    let d = data.to_str().unwrap();
+    let src = docs_dir.to_str().unwrap();
+    kb(&[
+        "kb",
+        "ingest",
+        src,
+        "--tenant",
+        "default",
+        "--data-dir",
+        d,
+        "--json",
+    ]);
+
+    {
+        let api = DocServer::start(&db, None);
+        let (status, body) = api.put("product.md", PRODUCT_MD, &api.a).await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["indexed"], false);
+        assert!(body["reason"].as_str().unwrap().contains("--data-dir"));
+        let (status, body) = api.get("/v1/kb/search?q=发票", &api.a).await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(api.names(&api.a).await, vec!["product.md"]);
+    }
+
+    // Another process, with a knowledge base, builds its index from the store when searched.
+    let s = DocServer::start(&db, Some(&data));
+    let hits = s.search("发票怎么开", &s.a).await;
+    assert!(texts(&hits).contains("增值税专用发票"), "{hits:#?}");
+    assert!(texts(&s.search("和销售易比", &s.a).await).contains("实施周期更短"));
+    assert!(s.search("发票怎么开", &s.b).await.is_empty());
+    // Removing the document leaves the ingested file, and pruning files leaves the documents.
+    let (status, _) = s.put("faq.jsonl", FAQ_14, &s.a).await;
+    assert_eq!(status, 201);
+    assert_eq!(s.delete("product.md", &s.a).await.0, 200);
+    assert!(texts(&s.search("和销售易比", &s.a).await).contains("实施周期更短"));
+    drop(s);
+    let pruned = kb(&[
+        "kb",
+        "ingest",
+        src,
+        "--prune",
+        "--tenant",
+        "default",
+        "--data-dir",
+        d,
+        "--json",
+    ]);
+    assert!(
+        !pruned.to_string().contains("doc:"),
+        "pruning files touched a document: {pruned:#}"
+    );
+    let hits = kb(&[
+        "kb",
+        "search",
+        "能试用吗",
+        "--tenant",
+        "default",
+        "--data-dir",
+        d,
+        "--json",
+    ]);
+    assert!(hits.to_string().contains("14天"), "{hits:#}");
 }
