@@ -38,7 +38,7 @@ fn document_name(
 
 /// The format of a well-formed name. Names are keys, not paths: nothing that a file system or a URL
 /// would read as a step to somewhere else.
-fn check_name(name: &str) -> Result<&'static str, String> {
+pub(crate) fn check_name(name: &str) -> Result<&'static str, String> {
     if name.trim().is_empty() {
         return Err("empty".into());
     }
@@ -71,11 +71,17 @@ fn check_name(name: &str) -> Result<&'static str, String> {
 fn check_body(name: &str, format: &str, body: &Bytes) -> Result<String, ApiError> {
     let text = std::str::from_utf8(body)
         .map_err(|e| ApiError::bad_request(format!("body: not UTF-8: {e}")))?;
+    check_text(name, format, text).map_err(|e| ApiError::bad_request(format!("body: {e}")))?;
+    Ok(text.to_string())
+}
+
+/// A CSV or JSON-lines document's lines, as the chunker reads them.
+pub(crate) fn check_text(name: &str, format: &str, text: &str) -> Result<(), String> {
     if matches!(format, "csv" | "jsonl") {
         crate::kb::chunk::chunk_file(std::path::Path::new(name), text, usize::MAX)
-            .map_err(|e| ApiError::bad_request(format!("body: {e}")))?;
+            .map_err(|e| e.to_string())?;
     }
-    Ok(text.to_string())
+    Ok(())
 }
 
 fn kb_unavailable(tenant: &str, e: KbError) -> ApiError {

@@ -14,7 +14,7 @@
 mod auth;
 mod customers;
 mod error;
-mod kb;
+pub mod kb;
 mod routes;
 mod settings;
 

@@ -62,6 +62,17 @@ pub enum TenantCommand {
         #[command(flatten)]
         which: Which,
     },
+    /// The tenant's knowledge-base documents in the store: list them, put a file (md, txt, csv,
+    /// jsonl) under its file name, or delete one. Every worker indexes the change.
+    Kb {
+        #[arg(long, value_name = "FILE", conflicts_with = "delete")]
+        put: Option<PathBuf>,
+        /// Remove the document of this name.
+        #[arg(long, value_name = "NAME")]
+        delete: Option<String>,
+        #[command(flatten)]
+        which: Which,
+    },
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {
@@ -156,7 +167,51 @@ pub async fn tenant(command: TenantCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        TenantCommand::Kb { put, delete, which } => {
+            let tenants = open(&which).await?;
+            kb(&tenants, &which.tenant, put.as_deref(), delete.as_deref()).await
+        }
     }
+}
+
+async fn kb(
+    tenants: &Tenants,
+    tenant: &str,
+    put: Option<&Path>,
+    delete: Option<&str>,
+) -> anyhow::Result<()> {
+    let store = tenants.store();
+    if let Some(path) = put {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let format = crate::api::kb::check_name(&name)
+            .map_err(|e| anyhow::anyhow!("{}: name: {e}", path.display()))?;
+        let text = read(path)?;
+        crate::api::kb::check_text(&name, format, &text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let (_, put) = store.put_kb_document(tenant, &name, &text).await?;
+        eprintln!("{name}: {put:?}");
+    }
+    if let Some(name) = delete {
+        if !store.delete_kb_document(tenant, name).await? {
+            anyhow::bail!("tenant {tenant:?} has no document {name:?}");
+        }
+    }
+    // With --data-dir, this process's index is brought up to date too.
+    tenants.fresh(tenant).await?;
+    let docs: Vec<serde_json::Value> = store
+        .kb_documents(tenant)
+        .await?
+        .into_iter()
+        .map(|d| serde_json::json!({"name": d.name, "bytes": d.bytes, "digest": d.digest, "updated_at": d.updated_at}))
+        .collect();
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({"documents": docs}))?
+    );
+    Ok(())
 }
 
 async fn show(tenants: &Tenants, tenant: &str) -> anyhow::Result<()> {

@@ -584,3 +584,102 @@ fn config_layers_file_under_environment_under_flags_and_hides_secrets() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("idle_gap_minuts"));
 }
+
+/// The operator's CLI changes the same configuration the API does, with the same checks.
+#[test]
+fn huixi_tenant_shows_sets_and_manages_agents_and_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_url(dir.path());
+    let file = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p.display().to_string()
+    };
+    let settings = file(
+        "s.json",
+        r#"{"idle_gap_minutes": 45, "competitors": [{"name": "竞品甲"}]}"#,
+    );
+    let shown = stdout_json(&huixi(&[
+        "tenant",
+        "set",
+        "--tenant",
+        "acme",
+        "--settings-file",
+        &settings,
+        "--db",
+        &db,
+    ]));
+    assert_eq!(shown["settings"]["idle_gap_minutes"], 45);
+    assert_eq!(shown["settings"]["competitors"][0]["name"], "竞品甲");
+    let other = stdout_json(&huixi(&["tenant", "show", "--tenant", "bolt", "--db", &db]));
+    assert_eq!(
+        other["settings"]["idle_gap_minutes"], 30,
+        "bolt keeps the default"
+    );
+    assert_eq!(other["version"], 0);
+    // A bad document is refused naming the field, and nothing changes.
+    let bad = file("bad.json", r#"{"idle_gap_minutes": -1}"#);
+    let out = huixi(&[
+        "tenant",
+        "set",
+        "--tenant",
+        "acme",
+        "--settings-file",
+        &bad,
+        "--db",
+        &db,
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("idle_gap_minutes"));
+    let again = stdout_json(&huixi(&["tenant", "show", "--tenant", "acme", "--db", &db]));
+    assert_eq!(again["version"], shown["version"]);
+    // Agents: an override, then back to the shipped one.
+    let over = file(
+        "o.json",
+        r#"{"temperature": 0.5, "vars": {"rubric": "只看响应速度"}}"#,
+    );
+    let agents = stdout_json(&huixi(&[
+        "tenant",
+        "agents",
+        "staff_score",
+        "--put",
+        &over,
+        "--tenant",
+        "acme",
+        "--db",
+        &db,
+    ]));
+    let score = |v: &Value| {
+        v["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == "staff_score")
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(score(&agents)["vars"]["rubric"], "只看响应速度");
+    let restored = stdout_json(&huixi(&[
+        "tenant",
+        "agents",
+        "staff_score",
+        "--delete",
+        "--tenant",
+        "acme",
+        "--db",
+        &db,
+    ]));
+    assert_ne!(score(&restored)["vars"]["rubric"], "只看响应速度");
+    // Documents.
+    let doc = file("faq.md", "# 退款\n\n七天无理由退款。\n");
+    let listed = stdout_json(&huixi(&[
+        "tenant", "kb", "--put", &doc, "--tenant", "acme", "--db", &db,
+    ]));
+    assert_eq!(listed["documents"][0]["name"], "faq.md");
+    let theirs = stdout_json(&huixi(&["tenant", "kb", "--tenant", "bolt", "--db", &db]));
+    assert_eq!(theirs["documents"], json!([]));
+    let gone = stdout_json(&huixi(&[
+        "tenant", "kb", "--delete", "faq.md", "--tenant", "acme", "--db", &db,
+    ]));
+    assert_eq!(gone["documents"], json!([]));
+}
