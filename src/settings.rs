@@ -31,6 +31,10 @@ pub struct Settings {
     pub kb: KbSettings,
     #[command(flatten)]
     pub llm: LlmSettings,
+    /// Let webhooks go to loopback and private addresses. For development and tests: in production a
+    /// tenant's URL could otherwise reach the CRM's database or a cloud metadata endpoint.
+    #[arg(long, env = "HUIXI_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
 }
 
 #[derive(Args, Debug, Clone, Serialize)]

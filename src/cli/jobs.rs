@@ -140,7 +140,14 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         (_, Some(n)) => Until::Taken(n),
         _ => Until::Stopped,
     };
+    // Workers deliver the webhook outbox too: a deployment of workers and no API still announces
+    // what it analysed, and replicas claim each event, so none is sent twice.
+    let webhooks = tokio::spawn(crate::webhook::deliver_forever(
+        store.clone(),
+        args.settings.webhook_allow_private,
+    ));
     let tally = worker::run(ctx, queue, &pool, until).await?;
+    webhooks.abort();
     println!("{}", serde_json::to_string(&tally)?);
     Ok(())
 }

@@ -19,10 +19,6 @@ pub struct ServeArgs {
     /// Serve the API only; workers run elsewhere (`huixi worker`).
     #[arg(long)]
     pub no_worker: bool,
-    /// Let webhooks go to loopback and private addresses. For development and tests: in production
-    /// a tenant's URL could otherwise reach the CRM's database or a metadata endpoint.
-    #[arg(long, env = "HUIXI_WEBHOOK_ALLOW_PRIVATE")]
-    pub webhook_allow_private: bool,
     #[command(flatten)]
     pub settings: Settings,
 }
@@ -46,7 +42,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ctx,
         queue,
         metrics,
-        allow_private_webhooks: args.webhook_allow_private,
+        allow_private_webhooks: args.settings.webhook_allow_private,
     };
     api::serve(listener, state).await?;
     if let Some(w) = worker {

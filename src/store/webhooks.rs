@@ -72,29 +72,62 @@ impl Store {
         Ok(())
     }
 
-    pub async fn due_events(&self, limit: i64) -> Result<Vec<OutboxEvent>, StoreError> {
+    /// Claims up to `per_tenant` due events of each tenant not in `busy`, for `lease_ms`: a claimed
+    /// event is not due for anyone else until then, so replicas that all run the delivery loop send
+    /// each event once, and an event whose sender died is sent again after the lease. Events that
+    /// failed `max_attempts` times are left where they are, given up on.
+    pub async fn claim_events(
+        &self,
+        busy: &std::collections::BTreeSet<String>,
+        per_tenant: usize,
+        max_attempts: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        let now = now_ms();
         let rows = sqlx::query(
-            "SELECT o.id, o.tenant, o.event, o.payload, o.attempts, w.url, w.secret \
+            "SELECT o.id, o.tenant, o.event, o.payload, o.attempts, w.url, w.secret, o.next_at \
              FROM huixi_outbox o JOIN huixi_webhooks w ON w.tenant = o.tenant \
-             WHERE o.delivered_at IS NULL AND o.next_at <= ? ORDER BY o.id LIMIT ?",
+             WHERE o.delivered_at IS NULL AND o.next_at <= ? AND o.attempts < ? ORDER BY o.id LIMIT 500",
         )
-        .bind(now_ms())
-        .bind(limit)
+        .bind(now)
+        .bind(max_attempts)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxEvent {
-                    id: r.try_get(0)?,
-                    tenant: text(r, 1)?,
-                    event: text(r, 2)?,
-                    payload: text(r, 3)?,
-                    attempts: r.try_get(4)?,
-                    url: text(r, 5)?,
-                    secret: text(r, 6)?,
-                })
-            })
-            .collect()
+        let mut taken: std::collections::BTreeMap<String, usize> = Default::default();
+        let mut out = Vec::new();
+        for r in &rows {
+            let tenant = text(r, 1)?;
+            let n = taken.entry(tenant.clone()).or_default();
+            if busy.contains(&tenant) || *n >= per_tenant {
+                continue;
+            }
+            let id: i64 = r.try_get(0)?;
+            let next_at: i64 = r.try_get(7)?;
+            // The claim holds only if nobody else moved the event since it was read.
+            let claimed = sqlx::query(
+                "UPDATE huixi_outbox SET next_at = ? WHERE id = ? AND next_at = ? AND delivered_at IS NULL",
+            )
+            .bind(now + lease_ms)
+            .bind(id)
+            .bind(next_at)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            if claimed != 1 {
+                continue;
+            }
+            *n += 1;
+            out.push(OutboxEvent {
+                id,
+                tenant,
+                event: text(r, 2)?,
+                payload: text(r, 3)?,
+                attempts: r.try_get(4)?,
+                url: text(r, 5)?,
+                secret: text(r, 6)?,
+            });
+        }
+        Ok(out)
     }
 
     pub async fn mark_delivered(&self, id: i64) -> Result<(), StoreError> {

@@ -26,29 +26,61 @@ fn backoff(attempts: i64) -> Duration {
     Duration::from_secs(1u64 << attempts.clamp(0, 10) as u64).min(Duration::from_secs(600))
 }
 
-/// Runs forever, sending what is due. Unless `allow_private`, only to public addresses, and never
+/// Tries an event gets: with the delays of [`backoff`], about three and a half hours of a receiver
+/// that is down. After that the event stays in the outbox with its last error, given up on, and
+/// the tenant's other events go on.
+pub const MAX_ATTEMPTS: i64 = 30;
+/// Events of one tenant sent one after the other per round; each tenant has its own sender, so a
+/// receiver that stalls holds back its own tenant's events only.
+const PER_TENANT: usize = 5;
+/// How long a claimed event is this process's: longer than [`PER_TENANT`] requests at the timeout.
+const LEASE: Duration = Duration::from_secs(120);
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs forever, sending what is due: in `serve` and in every `worker`, on any number of replicas,
+/// each event claimed by one of them. Unless `allow_private`, only to public addresses, and never
 /// following a redirect (a 3xx is a failed delivery: the receiver must answer itself).
 pub async fn deliver_forever(store: Store, allow_private: bool) {
     let mut builder = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
+        .timeout(TIMEOUT)
         .connect_timeout(Duration::from_secs(5))
         .redirect(reqwest::redirect::Policy::none());
     if !allow_private {
         builder = builder.dns_resolver(Arc::new(guard::PublicOnly));
     }
     let http = builder.build().expect("HTTP client");
+    let busy: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>> = Arc::default();
     loop {
-        match store.due_events(50).await {
-            Ok(events) if !events.is_empty() => {
+        let now_busy = busy.lock().expect("busy lock").clone();
+        match store
+            .claim_events(
+                &now_busy,
+                PER_TENANT,
+                MAX_ATTEMPTS,
+                LEASE.as_millis() as i64,
+            )
+            .await
+        {
+            Ok(events) => {
+                let mut by_tenant: std::collections::BTreeMap<String, Vec<OutboxEvent>> =
+                    Default::default();
                 for e in events {
-                    deliver(&store, &http, allow_private, e).await;
+                    by_tenant.entry(e.tenant.clone()).or_default().push(e);
                 }
-                continue;
+                for (tenant, events) in by_tenant {
+                    busy.lock().expect("busy lock").insert(tenant.clone());
+                    let (store, http, busy) = (store.clone(), http.clone(), busy.clone());
+                    tokio::spawn(async move {
+                        for e in events {
+                            deliver(&store, &http, allow_private, e).await;
+                        }
+                        busy.lock().expect("busy lock").remove(&tenant);
+                    });
+                }
             }
-            Ok(_) => {}
             Err(e) => tracing::warn!("webhook outbox unavailable: {e}"),
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -84,6 +116,17 @@ async fn deliver(store: &Store, http: &reqwest::Client, allow_private: bool, e: 
     };
     let recorded = match outcome {
         Ok(()) => store.mark_delivered(e.id).await,
+        Err(why) if e.attempts + 1 >= MAX_ATTEMPTS => {
+            tracing::warn!(tenant = %e.tenant, id = e.id, "webhook given up after {MAX_ATTEMPTS} tries: {why}");
+            metrics::counter!("huixi_webhook_given_up_total").increment(1);
+            store
+                .mark_failed(
+                    e.id,
+                    0,
+                    &format!("given up after {MAX_ATTEMPTS} tries: {why}"),
+                )
+                .await
+        }
         Err(why) => {
             let wait = backoff(e.attempts);
             tracing::info!(tenant = %e.tenant, id = e.id, "webhook not delivered, retrying in {wait:?}: {why}");

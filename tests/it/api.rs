@@ -759,3 +759,94 @@ async fn webhooks_to_internal_addresses_are_refused() {
     let (status, body) = put("https://crm.example.com/hooks/huixi").await;
     assert_eq!(status, 204, "{body}");
 }
+
+/// A receiver that stalls holds back its own tenant's events only; and two replicas delivering from
+/// one store send each event once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_receiver_delays_only_its_tenant_and_replicas_send_each_event_once() {
+    use axum::http::{HeaderMap, StatusCode};
+    use std::sync::{Arc, Mutex};
+
+    type Seen = Arc<Mutex<Vec<String>>>;
+    async fn receiver(stall: Duration) -> (String, Seen) {
+        let seen: Seen = Arc::default();
+        let app = axum::Router::new()
+            .route(
+                "/hook",
+                axum::routing::post(
+                    move |axum::extract::State(seen): axum::extract::State<Seen>,
+                          headers: HeaderMap| async move {
+                        tokio::time::sleep(stall).await;
+                        let id = headers["x-huixi-delivery"].to_str().unwrap().to_string();
+                        seen.lock().unwrap().push(id);
+                        StatusCode::OK
+                    },
+                ),
+            )
+            .with_state(seen.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, seen)
+    }
+    let (slow_url, slow) = receiver(Duration::from_secs(4)).await;
+    let (fast_url, fast) = receiver(Duration::ZERO).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_url(dir.path());
+    let s = Server::start_empty(&db);
+    // A second replica over the same store, delivering too.
+    let _replica = Server::start_with(&db, &["--webhook-allow-private", "--no-worker"]);
+    for (tenant, url) in [("default", &slow_url), ("other", &fast_url)] {
+        let body = json!({"url": url, "secret": "0123456789abcdef"}).to_string();
+        let path = format!("/admin/tenants/{tenant}/webhook");
+        let (status, b) = s.call("PUT", &path, Some(&s.admin), Some(body)).await;
+        assert_eq!(status, 204, "{b}");
+    }
+    let sample = sample_archive().display().to_string();
+    for tenant in ["default", "other"] {
+        stdout_json(&huixi(&[
+            "enqueue", &sample, "--db", &db, "--tenant", tenant, "--json",
+        ]));
+    }
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&db).await.unwrap();
+    let events = |tenant: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM huixi_outbox WHERE tenant = ?")
+                .bind(tenant)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    // Both tenants' events are all in the outbox once their sessions are analysed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while events("other").await < 5 || events("default").await < 5 {
+        assert!(Instant::now() < deadline, "sessions analysed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let total_fast = events("other").await as usize;
+    let started = Instant::now();
+    while fast.lock().unwrap().len() < total_fast {
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "the fast tenant's {total_fast} events wait behind the stalled receiver: {} delivered",
+            fast.lock().unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        slow.lock().unwrap().len() < events("default").await as usize,
+        "the stalled tenant is still being served, one request at a time"
+    );
+    // Each event once, across the two replicas.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut ids = fast.lock().unwrap().clone();
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "an event was delivered twice");
+    assert_eq!(n, total_fast);
+}
