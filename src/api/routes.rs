@@ -322,10 +322,16 @@ pub async fn revoke_token(
     _: Admin,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
-    if state.ctx.store.revoke_token(id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found(format!("active token {id}")))
+    match state.ctx.store.revoke_token_keeping_an_admin(id).await? {
+        Some(true) => Ok(StatusCode::NO_CONTENT),
+        Some(false) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "token {id} is the last active admin token: create another admin token first \
+                 (huixi token create --admin), or revoke it from the command line"
+            ),
+        )),
+        None => Err(ApiError::not_found(format!("active token {id}"))),
     }
 }
 

@@ -129,6 +129,39 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Revokes a token through the API, unless it is the last active admin token: revoking that would
+    /// lock every administrator out, with only the command line on the server to get back in.
+    /// `None`: no such active token; `Some(false)`: refused as the last admin token.
+    pub async fn revoke_token_keeping_an_admin(&self, id: i64) -> Result<Option<bool>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(row) =
+            sqlx::query("SELECT admin FROM huixi_tokens WHERE id = ? AND revoked_at IS NULL")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+        else {
+            return Ok(None);
+        };
+        if row.try_get::<i64, _>(0)? != 0 {
+            let admins: i64 = sqlx::query(
+                "SELECT COUNT(*) FROM huixi_tokens WHERE admin <> 0 AND revoked_at IS NULL",
+            )
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+            if admins <= 1 {
+                return Ok(Some(false));
+            }
+        }
+        sqlx::query("UPDATE huixi_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(true))
+    }
+
     pub async fn principal(&self, token: &str) -> Result<Option<Principal>, StoreError> {
         let row = sqlx::query(
             "SELECT tenant, admin FROM huixi_tokens WHERE token_hash = ? AND revoked_at IS NULL",

@@ -852,3 +852,42 @@ async fn a_stalled_receiver_delays_only_its_tenant_and_replicas_send_each_event_
     assert_eq!(ids.len(), n, "an event was delivered twice");
     assert_eq!(n, total_fast);
 }
+
+/// The API never revokes the last active admin token: that would lock every administrator out.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_last_admin_token_cannot_be_revoked_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_url(dir.path());
+    let s = Server::start_empty(&db);
+    let admin_ids = |db: String| async move {
+        rows_of(
+            &db,
+            &["SELECT id FROM huixi_tokens WHERE admin <> 0 AND revoked_at IS NULL ORDER BY id"],
+        )
+        .await
+    };
+    let first = admin_ids(db.clone()).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    let first_id = first[0].trim().to_string();
+    let revoke = |id: String, token: String| {
+        let s = &s;
+        async move {
+            s.call("DELETE", &format!("/admin/tokens/{id}"), Some(&token), None)
+                .await
+        }
+    };
+    let (status, body) = revoke(first_id.clone(), s.admin.clone()).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(s.get("/healthz", &s.admin).await.0, 200);
+    // With a second admin token, the first can go; the second, now the last, cannot.
+    let second = stdout_json(&huixi(&["token", "create", "--admin", "--db", &db]));
+    let second_token = second["token"].as_str().unwrap().to_string();
+    let (status, body) = revoke(first_id, second_token.clone()).await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = revoke(second["id"].to_string(), second_token.clone()).await;
+    assert_eq!(status, 409, "{body}");
+    let (status, _) = s
+        .post("/admin/tokens", &second_token, json!({"tenant": "x"}))
+        .await;
+    assert_eq!(status, 201, "the last admin still works");
+}
