@@ -84,6 +84,36 @@ pub fn fold_char(c: char) -> Option<char> {
 }
 
 /// Normalizes a pattern (lexicon word) the same way as text.
+/// The text in the order it is displayed, when bidirectional overrides reorder it: a right-to-left
+/// override (U+202E) shows the characters up to the next pop (U+202C) or line end reversed, so
+/// `\u{202e}信微我加` reads 加我微信 on screen. `None` when the text has no override, which is nearly
+/// always. Nested embeddings are not modelled: an evader needs only the one.
+pub fn visual_order(text: &str) -> Option<String> {
+    if !text.contains('\u{202e}') {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut run: Vec<char> = Vec::new();
+    let mut reversing = false;
+    for c in text.chars() {
+        match c {
+            '\u{202e}' => {
+                out.extend(run.drain(..).rev());
+                reversing = true;
+            }
+            '\u{202c}' | '\n' | '\r' if reversing => {
+                out.extend(run.drain(..).rev());
+                reversing = false;
+                out.push(c);
+            }
+            _ if reversing => run.push(c),
+            _ => out.push(c),
+        }
+    }
+    out.extend(run.drain(..).rev());
+    Some(out)
+}
+
 pub fn normalize_word(word: &str) -> String {
     word.chars().filter_map(fold_char).collect()
 }

@@ -77,7 +77,16 @@ pub fn scan_session(engine: &Engine, rules: &RiskRules, session: &Session) -> Ve
                 }
             };
         if let Some(text) = &m.text {
-            let hits = engine.scan(text);
+            let mut hits = engine.scan(text);
+            // Text reordered by a bidi override is scanned as it shows too; such hits point at the
+            // message (offsets 0, 0), since they have no span in the stored order.
+            if let Some(visual) = super::normalize::visual_order(text) {
+                for mut hit in engine.scan(&visual) {
+                    hit.start = 0;
+                    hit.end = 0;
+                    hits.push(hit);
+                }
+            }
             if !hits.is_empty() {
                 let masked = mask_pii(text);
                 // One alert per word per message, at its first occurrence; the most severe words
@@ -297,5 +306,22 @@ mod tests {
             .filter(|a| a.severity == Severity::High)
             .count();
         assert_eq!(high, 4, "all four high-severity words are among those kept");
+    }
+
+    #[test]
+    fn text_reversed_by_a_bidi_override_is_caught_as_it_shows() {
+        use crate::archive::{sessionize, Message};
+        let line = serde_json::json!({"msgid": "m1", "action": "send", "from": "staff",
+            "tolist": ["wmCust"], "roomid": "", "msgtime": 1_795_136_400_000_i64,
+            "msgtype": "text", "text": {"content": "好的\u{202e}信微我加\u{202c}，谢谢"}})
+        .to_string();
+        let session = sessionize("t", vec![Message::parse(&line).unwrap()], 60_000).remove(0);
+        let engine = Engine::build(&crate::sensitive::Lexicon::starter());
+        let alerts = scan_session(&engine, &RiskRules::default(), &session);
+        assert!(alerts.iter().any(|a| a.word.contains("微信")), "{alerts:?}");
+        assert_eq!(
+            super::super::normalize::visual_order("a\u{202e}cba\u{202c}d").as_deref(),
+            Some("aabc\u{202c}d")
+        );
     }
 }
