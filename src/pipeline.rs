@@ -296,6 +296,21 @@ async fn read_with_model(
     if let Some((result, alerts)) = analysis::reuse(stored, session, &hash) {
         return Ok(Reading::Unchanged(result, alerts));
     }
+    // A session whose agents failed on these very inputs is asked again a bounded number of times,
+    // then left as it is (given up, with its failures recorded) until its inputs change.
+    let tries = stored
+        .sessions
+        .get(&session.id)
+        .and_then(|s| failed_tries(&s.input_hash, &hash).map(|n| (n, s.input_hash.clone())));
+    if let Some((n, stored_hash)) = &tries {
+        if *n >= MODEL_TRIES {
+            if let Some((result, alerts)) = analysis::reuse(stored, session, stored_hash) {
+                tracing::debug!(session = %session.id, tries = n, "model answers given up on");
+                return Ok(Reading::Unchanged(result, alerts));
+            }
+        }
+    }
+    let tries = tries.map_or(0, |(n, _)| n);
     let (offline, alerts) = analysis::read_offline(cfg, session);
     let (result, mut usage) = llm.analyse(cfg.tenant, session, &offline, &passages).await;
     for u in &mut usage {
@@ -308,18 +323,34 @@ async fn read_with_model(
             .increment(u.completion_tokens);
         metrics::counter!("huixi_llm_cost_micros_total").increment((u.cost * 1e6) as u64);
     }
-    // A session with a failed agent is stored under a hash no input matches, so the next run tries
-    // it again (answers that did succeed come from the cache).
+    // A session with a failed agent is stored under a hash no input matches, with the count of
+    // tries, so the next run tries it again (answers that did succeed come from the cache), up to
+    // MODEL_TRIES.
     let hash = if result.failures.is_empty() {
         hash
     } else {
-        format!("retry:{hash}")
+        format!("retry{}:{hash}", tries + 1)
     };
     Ok(Reading::Fresh {
         hash,
         result,
         alerts,
     })
+}
+
+/// Runs that ask the model again about a session whose agents failed on unchanged inputs.
+const MODEL_TRIES: u32 = 3;
+
+/// How many times a session stored under `stored` failed on exactly the inputs `hash` names.
+fn failed_tries(stored: &str, hash: &str) -> Option<u32> {
+    let (head, rest) = stored.split_once(':')?;
+    if rest != hash {
+        return None;
+    }
+    match head.strip_prefix("retry")? {
+        "" => Some(1),
+        n => n.parse().ok(),
+    }
 }
 
 /// Folds the profiles that commits made stale, each customer once however many of its conversations

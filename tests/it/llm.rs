@@ -191,6 +191,20 @@ async fn an_answer_still_invalid_after_repair_is_a_recorded_failure_retried_next
         sessions * 2,
         "summary and its repair, per session"
     );
+    // A third run tries once more; after that the failure is given up on until the input changes:
+    // unchanged re-runs ask the model nothing.
+    analyze(&mock, &db, &fixture_str("mixed.jsonl"), &[]).await;
+    let after_three = mock.count();
+    assert_eq!(after_three - before, sessions * 4, "the third and last try");
+    let again = analyze(&mock, &db, &fixture_str("mixed.jsonl"), &[]).await;
+    analyze(&mock, &db, &fixture_str("mixed.jsonl"), &[]).await;
+    assert_eq!(mock.count(), after_three, "given up: no more requests");
+    for r in again["results"].as_array().unwrap() {
+        assert_eq!(
+            r["failures"][0]["agent"], "summary",
+            "the failure stays on record: {r:#}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
