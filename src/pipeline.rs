@@ -386,7 +386,7 @@ pub async fn fold_stale(
                         .with_context(|| format!("folding the profiles of {}…", customers[0]))?;
                 for r in refreshed {
                     if r.written {
-                        mark_partners(store, &t, &r.profile).await?;
+                        mark_partners(store, &t, &r.partners).await?;
                     }
                     folded.insert((t.clone(), r.customer));
                 }
@@ -399,20 +399,15 @@ pub async fn fold_stale(
 const FOLD_GROUP: usize = 64;
 
 /// A profile that changed makes the customers it shares a phone or name with stale: their 撞单
-/// changed too.
+/// changed too. All of them, not only those its profile lists.
 async fn mark_partners(
     store: &Store,
     tenant: &str,
-    profile: &CustomerProfile,
+    partners: &BTreeSet<String>,
 ) -> anyhow::Result<()> {
-    let partners: BTreeSet<&str> = profile
-        .duplicates
-        .iter()
-        .flat_map(|d| &d.customers)
-        .map(String::as_str)
-        .filter(|c| *c != profile.customer)
-        .collect();
-    store.mark_stale(tenant, partners.into_iter()).await?;
+    store
+        .mark_stale(tenant, partners.iter().map(String::as_str))
+        .await?;
     Ok(())
 }
 
@@ -429,7 +424,7 @@ pub async fn refresh_now(
     for group in customers.chunks(FOLD_GROUP) {
         for r in refresh_many(store, &tenant.id, group, library, tenant.llm.as_ref(), &[]).await? {
             if r.written {
-                mark_partners(store, &tenant.id, &r.profile).await?;
+                mark_partners(store, &tenant.id, &r.partners).await?;
             }
         }
     }

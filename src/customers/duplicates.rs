@@ -20,6 +20,36 @@ pub struct Duplicate {
     pub staff: Vec<String>,
     pub sessions: Vec<String>,
     pub evidence: Vec<String>,
+    /// Set when the lists above were cut to their first [`PROFILE_LIST`] entries (in a profile):
+    /// how many customers the group really has. `GET /v1/duplicates` lists every one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_count: Option<usize>,
+}
+
+/// Entries of each list a 撞单 keeps inside a customer's profile. A phone written by thousands of
+/// customers would otherwise put the whole group in every one of their profiles: quadratic storage.
+pub const PROFILE_LIST: usize = 20;
+
+impl Duplicate {
+    /// The 撞单 as a profile keeps it: each list cut to its first [`PROFILE_LIST`] entries, and the
+    /// group's size when that cut anything.
+    pub fn bounded(mut self) -> Duplicate {
+        let cut = [&self.customers, &self.staff, &self.sessions, &self.evidence]
+            .iter()
+            .any(|l| l.len() > PROFILE_LIST);
+        if cut {
+            self.customer_count = Some(self.customers.len());
+            for list in [
+                &mut self.customers,
+                &mut self.staff,
+                &mut self.sessions,
+                &mut self.evidence,
+            ] {
+                list.truncate(PROFILE_LIST);
+            }
+        }
+        self
+    }
 }
 
 /// A phone or name a customer wrote, as the store keeps it.
@@ -55,6 +85,7 @@ pub fn same_customer(customer: &str, contributions: &[Contribution]) -> Option<D
     firsts.sort_by_key(|c| c.start);
     firsts.dedup_by_key(|c| c.session.as_str());
     Some(Duplicate {
+        customer_count: None,
         kind: "same_customer".into(),
         value: None,
         customers: vec![customer.to_string()],
@@ -95,6 +126,7 @@ pub fn shared_identifiers(rows: &[IdentifierRow]) -> Vec<Duplicate> {
                 }
             }
             Some(Duplicate {
+                customer_count: None,
                 kind: format!("same_{}", rows[0].kind),
                 value: Some(rows[0].masked.clone()),
                 customers: customers.into_iter().map(String::from).collect(),

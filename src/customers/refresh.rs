@@ -5,7 +5,7 @@
 //! Customers come in groups: one read per table for the group, one transaction to write it, so a
 //! batch that made thousands of profiles stale pays a few statements per group, not per customer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::duplicates::{same_customer, shared_identifiers};
 use super::{fold, CustomerProfile, TagLibrary};
@@ -20,6 +20,9 @@ pub struct Refreshed {
     pub profile: CustomerProfile,
     /// Whether the stored profile changed.
     pub written: bool,
+    /// Every other customer the profile's 撞单 groups hold (the profile keeps only the first of
+    /// them): those to refold when this profile changed.
+    pub partners: BTreeSet<String>,
 }
 
 /// Brings one customer's profile up to date; see [`refresh_many`].
@@ -65,6 +68,12 @@ pub async fn refresh_many(
             .into_iter()
             .collect();
         duplicates.extend(shared_identifiers(&input.shared));
+        let partners: BTreeSet<String> = duplicates
+            .iter()
+            .flat_map(|d| &d.customers)
+            .filter(|c| *c != customer)
+            .cloned()
+            .collect();
         let profile_key = hash_parts([
             folded.as_str(),
             &serde_json::to_string(&duplicates).expect("duplicates serialize"),
@@ -81,13 +90,15 @@ pub async fn refresh_many(
                     customer: customer.clone(),
                     profile,
                     written: false,
+                    partners,
                 });
                 continue;
             }
             // Only the library changed: re-tag the stored profile, with no fold and no model call.
             Some((profile, _)) => (profile, input_hash),
             None => {
-                let profile = fold(customer, &contributions, duplicates);
+                let bounded = duplicates.into_iter().map(|d| d.bounded()).collect();
+                let profile = fold(customer, &contributions, bounded);
                 match llm {
                     None => (profile, input_hash),
                     Some(llm) => {
@@ -120,6 +131,7 @@ pub async fn refresh_many(
             customer: customer.clone(),
             profile,
             written: false,
+            partners,
         });
     }
     // Not written when newer contributions were committed meanwhile: their own fold writes.

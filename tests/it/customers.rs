@@ -3,7 +3,7 @@
 //! customer profiles with stage moves, tag suggestions from the tenant's library, 撞单, and response
 //! metrics in working hours.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 use crate::mock_llm::{schema_name, user_text, Behaviour, Mock};
@@ -458,4 +458,57 @@ async fn a_question_left_in_a_quiet_conversation_is_raised_when_the_archive_move
             .await
             .unwrap();
     assert_eq!(n, 1);
+}
+
+/// A phone written by many customers: each profile keeps the first of the group and its size, not
+/// the whole group, and a newcomer to the group refolds every member, listed or not.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_duplicate_group_is_bounded_in_each_profile_and_every_member_is_refolded() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_url(dir.path());
+    let t0 = 1_795_136_400_000_i64;
+    let write = |name: &str, from: usize, to: usize| {
+        let lines: String = (from..to)
+            .map(|i| {
+                format!(
+                    "{}\n",
+                    json!({"msgid": format!("dup_{i}"), "action": "send", "from": format!("wmDup{i:03}"),
+                           "tolist": [format!("staff{}", i % 7)], "roomid": "", "msgtime": t0 + i as i64 * 60_000,
+                           "msgtype": "text", "text": {"content": "我的手机 13912345678，方便联系"}})
+                )
+            })
+            .collect();
+        let p = dir.path().join(name);
+        std::fs::write(&p, lines).unwrap();
+        p.display().to_string()
+    };
+    let first = write("a.jsonl", 0, 30);
+    assert!(huixi(&["analyze", &first, "--db", &db, "--json"])
+        .status
+        .success());
+    let second = write("b.jsonl", 30, 31);
+    assert!(huixi(&["analyze", &second, "--db", &db, "--json"])
+        .status
+        .success());
+    let profiles = rows_of(
+        &db,
+        &["SELECT customer, profile FROM huixi_customers ORDER BY customer"],
+    )
+    .await;
+    assert_eq!(profiles.len(), 31);
+    for row in &profiles {
+        let json = &row[row.find('{').unwrap()..];
+        let p: Value = serde_json::from_str(json).unwrap();
+        let phone = p["duplicates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["kind"] == "same_phone")
+            .unwrap_or_else(|| panic!("{row}"));
+        assert_eq!(
+            phone["customer_count"], 31,
+            "every member knows the newcomer: {row}"
+        );
+        assert_eq!(phone["customers"].as_array().unwrap().len(), 20);
+    }
 }
