@@ -53,6 +53,8 @@ pub struct RunSummary {
     pub messages: usize,
     pub sessions: usize,
     pub rejected_lines: Vec<RejectedLine>,
+    /// Rejected lines beyond those listed, counted only.
+    pub rejected_beyond: usize,
     /// 超时未回复 raised in conversations the run did not touch, as the archive moved on.
     pub quiet_timeouts: Vec<Alert>,
     /// Per staff member and day, over the days the run's sessions cover.
@@ -197,12 +199,15 @@ pub async fn analyze(
     let quiet_timeouts = store.raise_quiet_timeouts(Some(tenant_id)).await?;
     stats.alerts += quiet_timeouts.len() as u64;
     let staff_days = run_staff_days(store, tenant_id, &staff, &days).await?;
-    store.finish_run(run, reader.rejected.len(), &stats).await?;
+    store
+        .finish_run(run, reader.rejected.len() + reader.rejected_beyond, &stats)
+        .await?;
     sink.finish(RunSummary {
         tenant: tenant_id.clone(),
         messages: stats.messages_read as usize,
         sessions: stats.sessions as usize,
         rejected_lines: std::mem::take(&mut reader.rejected),
+        rejected_beyond: reader.rejected_beyond,
         quiet_timeouts,
         staff_days,
         duplicates,

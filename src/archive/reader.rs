@@ -16,12 +16,24 @@ pub struct RejectedLine {
     pub error: String,
 }
 
+/// Rejected lines a run keeps one by one; beyond them, a count. A million bad lines are a broken
+/// export, and the first thousand say why as well as all of them would.
+pub const REJECTED_KEPT: usize = 1_000;
+/// The reason of a rejected line is cut to this many characters: parse errors quote the value,
+/// and the value may be megabytes.
+const REASON_CHARS: usize = 300;
+/// Longer lines are rejected without being held: no WeCom message comes near it, and a line is
+/// otherwise read whole into memory before it can be judged.
+pub const MAX_LINE_BYTES: usize = 8 * 1024 * 1024;
+
 /// Everything read from a set of files: accepted messages (first occurrence of each msgid wins) and the
 /// lines that were not.
 #[derive(Debug, Default)]
 pub struct ReadOutcome {
     pub messages: Vec<Message>,
     pub rejected: Vec<RejectedLine>,
+    /// Rejected lines beyond the first [`REJECTED_KEPT`], counted only.
+    pub rejected_beyond: usize,
     /// Lines whose msgid was already read earlier in the same input.
     pub duplicates: usize,
 }
@@ -34,6 +46,7 @@ pub fn read_files(paths: &[PathBuf]) -> std::io::Result<ReadOutcome> {
         out.messages.extend(batch);
     }
     out.rejected = reader.rejected;
+    out.rejected_beyond = reader.rejected_beyond;
     out.duplicates = reader.duplicates;
     Ok(out)
 }
@@ -43,14 +56,70 @@ pub struct ArchiveReader {
     paths: Vec<PathBuf>,
     /// The file being read, its name and the last line number read.
     current: Option<(BufReader<std::fs::File>, String, usize)>,
-    /// The msgids read so far, as 128-bit hashes: a million of them in 30 MB, not 90 as strings.
-    seen: std::collections::HashSet<u128>,
+    /// The msgids read so far, as 128-bit hashes, each with a hash of its line: a million of them in
+    /// about 40 MB, not 90 as strings, and enough to tell a repeat from a different message reusing
+    /// a msgid.
+    seen: std::collections::HashMap<u128, u64>,
     /// Two independently keyed hashers make one 128-bit hash; a collision (which would skip a
     /// message) has odds of about 10^-26 at a million msgids.
     hashers: (std::hash::RandomState, std::hash::RandomState),
     pub rejected: Vec<RejectedLine>,
+    /// Rejected lines beyond the first [`REJECTED_KEPT`], counted only.
+    pub rejected_beyond: usize,
     /// Lines whose msgid was already read earlier in the same input.
     pub duplicates: usize,
+}
+
+fn reject(
+    rejected: &mut Vec<RejectedLine>,
+    beyond: &mut usize,
+    file: &str,
+    line: usize,
+    error: String,
+) {
+    if rejected.len() >= REJECTED_KEPT {
+        *beyond += 1;
+        return;
+    }
+    let error = if error.chars().count() > REASON_CHARS {
+        let cut: String = error.chars().take(REASON_CHARS).collect();
+        format!("{cut}…")
+    } else {
+        error
+    };
+    rejected.push(RejectedLine {
+        file: file.to_string(),
+        line,
+        error,
+    });
+}
+
+/// Reads one line into `buf`, up to [`MAX_LINE_BYTES`]; the rest of a longer line is read past and
+/// dropped. Returns the bytes the line had (0 at the end of the file) and whether it was cut.
+fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<(usize, bool)> {
+    let mut total = 0;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok((total, total > MAX_LINE_BYTES));
+        }
+        let (chunk, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (&available[..=i], true),
+            None => (available, false),
+        };
+        let room = (MAX_LINE_BYTES + 1).saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let n = chunk.len();
+        total += n;
+        reader.consume(n);
+        if done {
+            return Ok((total, total > MAX_LINE_BYTES + 1));
+        }
+    }
 }
 
 impl ArchiveReader {
@@ -61,6 +130,7 @@ impl ArchiveReader {
             seen: Default::default(),
             hashers: Default::default(),
             rejected: Vec::new(),
+            rejected_beyond: 0,
             duplicates: 0,
         }
     }
@@ -81,25 +151,28 @@ impl ArchiveReader {
                 continue;
             };
             buf.clear();
-            let n = reader
-                .read_until(b'\n', &mut buf)
+            let (n, cut) = read_line(reader, &mut buf)
                 .map_err(|e| std::io::Error::new(e.kind(), format!("cannot read {name}: {e}")))?;
             if n == 0 {
                 self.current = None;
                 continue;
             }
             *number += 1;
-            let reject = |error: String| RejectedLine {
-                file: name.clone(),
-                line: *number,
-                error,
-            };
+            let (file, line_no) = (name.as_str(), *number);
+            let (rejected, beyond) = (&mut self.rejected, &mut self.rejected_beyond);
+            if cut {
+                let why = format!(
+                    "line of {n} bytes, longer than the {MAX_LINE_BYTES} a message may have"
+                );
+                reject(rejected, beyond, file, line_no, why);
+                continue;
+            }
             let line = match std::str::from_utf8(&buf) {
                 Ok(s) => s
                     .trim_end_matches(['\n', '\r'])
                     .trim_start_matches('\u{feff}'),
                 Err(e) => {
-                    self.rejected.push(reject(format!("not UTF-8: {e}")));
+                    reject(rejected, beyond, file, line_no, format!("not UTF-8: {e}"));
                     continue;
                 }
             };
@@ -107,9 +180,27 @@ impl ArchiveReader {
                 continue;
             }
             match Message::parse_input(line) {
-                Ok(m) if !self.seen.insert(key(&self.hashers, &m.msgid)) => self.duplicates += 1,
-                Ok(m) => batch.push(m),
-                Err(e) => self.rejected.push(reject(e.to_string())),
+                Ok(m) => {
+                    use std::hash::BuildHasher;
+                    let content = self.hashers.0.hash_one(m.raw.as_str());
+                    match self.seen.entry(key(&self.hashers, &m.msgid)) {
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            v.insert(content);
+                            batch.push(m);
+                        }
+                        std::collections::hash_map::Entry::Occupied(o) if *o.get() == content => {
+                            self.duplicates += 1;
+                        }
+                        std::collections::hash_map::Entry::Occupied(_) => {
+                            let why = format!(
+                                "msgid {:?} was read earlier with different content; the first is kept",
+                                m.msgid
+                            );
+                            reject(rejected, beyond, file, line_no, why);
+                        }
+                    }
+                }
+                Err(e) => reject(rejected, beyond, file, line_no, e.to_string()),
             }
         }
         Ok((!batch.is_empty()).then_some(batch))
@@ -152,5 +243,73 @@ mod tests {
     fn missing_file_is_an_error_naming_it() {
         let err = read_files(&[PathBuf::from("/nonexistent/x.jsonl")]).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/x.jsonl"));
+    }
+
+    fn text_line(id: &str, content: &str) -> String {
+        format!(
+            r#"{{"msgid":"{id}","action":"send","from":"u","tolist":["wmX"],"msgtime":1700000000000,"msgtype":"text","text":{{"content":"{content}"}}}}"#
+        )
+    }
+
+    #[test]
+    fn a_line_too_long_is_rejected_without_being_held_and_reading_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let mut f = std::fs::File::create(&path).unwrap();
+        writeln!(
+            f,
+            "{}",
+            text_line("1", &"长".repeat(MAX_LINE_BYTES / 3 + 10))
+        )
+        .unwrap();
+        writeln!(f, "{}", text_line("2", "ok")).unwrap();
+        drop(f);
+        let out = read_files(&[path]).unwrap();
+        assert_eq!(out.messages.len(), 1);
+        assert_eq!(out.messages[0].msgid, "2");
+        assert_eq!(out.rejected.len(), 1);
+        assert_eq!(out.rejected[0].line, 1);
+        assert!(
+            out.rejected[0].error.contains("longer than"),
+            "{:?}",
+            out.rejected
+        );
+    }
+
+    #[test]
+    fn rejected_lines_are_kept_up_to_a_bound_with_short_reasons_and_counted_beyond() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let mut f = std::fs::File::create(&path).unwrap();
+        // A bad line whose parse error would quote a 100 KB value.
+        writeln!(f, r#"{{"msgid": 5, "x": "{}"}}"#, "x".repeat(100_000)).unwrap();
+        for _ in 0..REJECTED_KEPT + 50 {
+            writeln!(f, "{{}}").unwrap();
+        }
+        drop(f);
+        let out = read_files(&[path]).unwrap();
+        assert_eq!(out.rejected.len(), REJECTED_KEPT);
+        assert_eq!(out.rejected_beyond, 51);
+        assert!(out
+            .rejected
+            .iter()
+            .all(|r| r.error.chars().count() <= REASON_CHARS + 1));
+    }
+
+    #[test]
+    fn a_msgid_reused_with_different_content_is_rejected_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let mut f = std::fs::File::create(&path).unwrap();
+        writeln!(f, "{}", text_line("m1", "first")).unwrap();
+        writeln!(f, "{}", text_line("m1", "first")).unwrap();
+        writeln!(f, "{}", text_line("m1", "changed")).unwrap();
+        drop(f);
+        let out = read_files(&[path]).unwrap();
+        assert_eq!(out.messages.len(), 1);
+        assert_eq!(out.duplicates, 1, "the identical repeat is a duplicate");
+        assert_eq!(out.rejected.len(), 1);
+        assert_eq!(out.rejected[0].line, 3);
+        assert!(out.rejected[0].error.contains("different content"));
     }
 }

@@ -178,6 +178,7 @@ impl<W: Write> ReportSink for JsonReport<W> {
             "sessions": r.sessions,
             "messages": r.messages,
             "rejected_lines": r.rejected_lines,
+            "rejected_beyond": r.rejected_beyond,
             "duplicates": r.duplicates,
         });
         // The remaining fields, as the members of one more object spliced in.
@@ -334,7 +335,7 @@ fn print_summary<W: Write>(sum: &mut Summary<W>, r: &RunSummary) -> std::io::Res
         "  {} messages read ({} new), {} lines rejected",
         r.messages,
         r.stats.messages_new,
-        r.rejected_lines.len()
+        r.rejected_lines.len() + r.rejected_beyond
     )?;
     writeln!(
         out,
@@ -353,8 +354,9 @@ fn print_summary<W: Write>(sum: &mut Summary<W>, r: &RunSummary) -> std::io::Res
         for l in r.rejected_lines.iter().take(LISTED) {
             writeln!(out, "  {}:{}: {}", l.file, l.line, l.error)?;
         }
-        if r.rejected_lines.len() > LISTED {
-            writeln!(out, "  … and {} more", r.rejected_lines.len() - LISTED)?;
+        if r.rejected_lines.len() + r.rejected_beyond > LISTED {
+            let more = r.rejected_lines.len() + r.rejected_beyond - LISTED;
+            writeln!(out, "  … and {more} more")?;
         }
     }
     if !sum.alerts.is_empty() {

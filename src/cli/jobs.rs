@@ -38,6 +38,8 @@ struct Enqueued {
     tenant: String,
     messages: usize,
     rejected_lines: Vec<RejectedLine>,
+    /// Rejected lines beyond those listed, counted only.
+    rejected_beyond: usize,
     jobs: usize,
     confirmed: usize,
 }
@@ -49,6 +51,7 @@ pub async fn enqueue(args: EnqueueArgs) -> anyhow::Result<()> {
         tenant: args.tenant.clone(),
         messages: 0,
         rejected_lines: Vec::new(),
+        rejected_beyond: 0,
         jobs: 0,
         confirmed: 0,
     };
@@ -75,6 +78,7 @@ pub async fn enqueue(args: EnqueueArgs) -> anyhow::Result<()> {
         store.insert_messages(&args.tenant, &input.messages).await?;
         report.messages = input.messages.len();
         report.rejected_lines = input.rejected;
+        report.rejected_beyond = input.rejected_beyond;
         let conversations: BTreeSet<String> =
             input.messages.iter().filter_map(conversation_key).collect();
         conversations
@@ -95,7 +99,7 @@ pub async fn enqueue(args: EnqueueArgs) -> anyhow::Result<()> {
         println!(
             "{} messages stored, {} lines rejected, {} jobs published, {} confirmed",
             report.messages,
-            report.rejected_lines.len(),
+            report.rejected_lines.len() + report.rejected_beyond,
             report.jobs,
             report.confirmed
         );
