@@ -44,6 +44,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Webhooks may go to loopback and private addresses (development and tests only).
     pub allow_private_webhooks: bool,
+    /// How long a request may take, reading its body included.
+    pub request_timeout: std::time::Duration,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -104,7 +106,27 @@ pub fn router(state: AppState) -> Router {
         // A route layer, so the matched route (not the raw path, which holds ids) labels the metrics.
         .route_layer(axum::middleware::from_fn(observe))
         .fallback(routes::fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            state.request_timeout,
+            deadline,
+        ))
         .with_state(state)
+}
+
+/// A request, body included, gets `limit`: a client that trickles its upload a byte at a time would
+/// otherwise hold a connection and its buffer open for as long as it likes.
+async fn deadline(
+    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => axum::response::IntoResponse::into_response(error::ApiError::new(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            format!("the request took longer than {limit:?}, body included"),
+        )),
+    }
 }
 
 /// Request counts and latency per route, and a log line per request.

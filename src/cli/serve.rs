@@ -19,6 +19,9 @@ pub struct ServeArgs {
     /// Serve the API only; workers run elsewhere (`huixi worker`).
     #[arg(long)]
     pub no_worker: bool,
+    /// Seconds a request may take, reading its body included (a slow client gets 408).
+    #[arg(long, env = "HUIXI_REQUEST_TIMEOUT_SECS", default_value_t = 60)]
+    pub request_timeout_secs: u64,
     #[command(flatten)]
     pub settings: Settings,
 }
@@ -43,6 +46,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         queue,
         metrics,
         allow_private_webhooks: args.settings.webhook_allow_private,
+        request_timeout: std::time::Duration::from_secs(args.request_timeout_secs.max(1)),
     };
     api::serve(listener, state).await?;
     if let Some(w) = worker {

@@ -891,3 +891,26 @@ async fn the_last_admin_token_cannot_be_revoked_through_the_api() {
         .await;
     assert_eq!(status, 201, "the last admin still works");
 }
+
+/// A client that sends its body a byte at a time does not hold the connection for ever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_trickled_slower_than_the_deadline_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_url(dir.path());
+    let s = Server::start_with(&db, &["--request-timeout-secs", "1"]);
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "PUT /v1/lexicon HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 1000\r\n\r\n词",
+        s.a
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut response = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut response)).await;
+    assert!(read.is_ok(), "the server still waits after 10 s");
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
