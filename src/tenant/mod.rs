@@ -139,8 +139,8 @@ pub struct Tenants {
     /// The version last read per tenant; expires after [`CHECK_EVERY`], which is what makes a worker
     /// ask again.
     versions: moka::future::Cache<String, i64>,
-    /// Built configurations by tenant and version.
-    built: moka::future::Cache<(String, i64), Arc<Tenant>>,
+    /// The newest built configuration of each tenant.
+    built: moka::future::Cache<String, Arc<Tenant>>,
     building: tokio::sync::Mutex<()>,
 }
 
@@ -198,14 +198,14 @@ impl Tenants {
                 v
             }
         };
-        let key = (tenant.to_string(), version);
-        if let Some(built) = self.built.get(&key).await {
+        let current = |b: &Arc<Tenant>| b.version >= version;
+        if let Some(built) = self.built.get(tenant).await.filter(current) {
             return Ok(built);
         }
         // One build at a time: jobs of a tenant whose configuration just changed wait for the one
         // build of the new version instead of each compiling its automaton.
         let _building = self.building.lock().await;
-        if let Some(built) = self.built.get(&key).await {
+        if let Some(built) = self.built.get(tenant).await.filter(current) {
             return Ok(built);
         }
         let stored = self.store.stored_tenant(tenant).await?;
@@ -230,7 +230,8 @@ impl Tenants {
             version = built.version,
             "tenant configuration loaded"
         );
-        self.built.insert(key, built.clone()).await;
+        // Replaces the tenant's older build: one automaton per tenant in memory, not one per upload.
+        self.built.insert(tenant.to_string(), built.clone()).await;
         Ok(built)
     }
 
