@@ -14,6 +14,7 @@ mod kb;
 mod llm;
 mod pipeline;
 mod queue;
+mod secrets;
 mod sensitive;
 mod settings;
 mod startup;

@@ -35,6 +35,11 @@ pub struct Settings {
     /// tenant's URL could otherwise reach the CRM's database or a cloud metadata endpoint.
     #[arg(long, env = "HUIXI_WEBHOOK_ALLOW_PRIVATE")]
     pub webhook_allow_private: bool,
+    /// Key that seals secrets (webhook secrets) at rest: 64 hex characters (`openssl rand -hex 32`).
+    /// Environment or settings file only, never a flag, so it does not show in a process listing.
+    #[arg(skip = std::env::var("HUIXI_MASTER_KEY").ok())]
+    #[serde(serialize_with = "redact_optional")]
+    pub master_key: Option<String>,
 }
 
 #[derive(Args, Debug, Clone, Serialize)]

@@ -22,7 +22,13 @@ use crate::worker::pool::PoolDef;
 use crate::worker::Context;
 
 pub async fn store(settings: &Settings) -> anyhow::Result<Store> {
-    Ok(Store::connect(&settings.store.db).await?)
+    let key = match &settings.master_key {
+        Some(hex) if !hex.trim().is_empty() => Some(crate::secrets::MasterKey::from_hex(hex)?),
+        _ => None,
+    };
+    Ok(Store::connect(&settings.store.db)
+        .await?
+        .with_master_key(key))
 }
 
 /// The pool's definition and the queue it consumes.

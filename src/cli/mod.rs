@@ -84,7 +84,7 @@ pub enum Command {
 pub fn parse() -> anyhow::Result<Cli> {
     let args: Vec<String> = std::env::args().collect();
     if let Some(file) = settings::config_file(&args) {
-        let mut known = Vec::new();
+        let mut known = vec!["HUIXI_MASTER_KEY".to_string()];
         env_names(&Cli::command(), &mut known);
         for (name, value) in settings::file_variables(&file, &known)? {
             // The environment outranks the file: only what it leaves unset is filled in.

@@ -77,6 +77,8 @@ impl Dialect {
 pub struct Store {
     pool: AnyPool,
     dialect: Dialect,
+    /// Seals secrets before they are stored ([`crate::secrets`]).
+    key: Option<crate::secrets::MasterKey>,
 }
 
 impl Store {
@@ -163,7 +165,17 @@ impl Store {
                 source,
             })?;
         migrate::run(&pool, dialect).await?;
-        Ok(Store { pool, dialect })
+        Ok(Store {
+            pool,
+            dialect,
+            key: None,
+        })
+    }
+
+    /// Secrets are sealed with `key` from now on, and sealed ones opened with it.
+    pub fn with_master_key(mut self, key: Option<crate::secrets::MasterKey>) -> Store {
+        self.key = key;
+        self
     }
 }
 

@@ -65,7 +65,7 @@ impl Store {
         sqlx::query("INSERT INTO huixi_webhooks (tenant, url, secret) VALUES (?, ?, ?)")
             .bind(tenant)
             .bind(url)
-            .bind(secret)
+            .bind(crate::secrets::seal(self.key.as_ref(), secret))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -117,6 +117,8 @@ impl Store {
                 continue;
             }
             *n += 1;
+            let secret = crate::secrets::open(self.key.as_ref(), &text(r, 6)?)
+                .map_err(|e| StoreError::Corrupt(format!("webhook secret of {tenant}: {e}")))?;
             out.push(OutboxEvent {
                 id,
                 tenant,
@@ -124,7 +126,7 @@ impl Store {
                 payload: text(r, 3)?,
                 attempts: r.try_get(4)?,
                 url: text(r, 5)?,
-                secret: text(r, 6)?,
+                secret,
             });
         }
         Ok(out)

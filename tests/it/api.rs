@@ -44,12 +44,17 @@ impl Server {
     }
 
     fn start_with(db: &str, extra: &[&str]) -> Server {
+        Server::start_env(db, extra, &[])
+    }
+
+    fn start_env(db: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let a = token(db, &["--tenant", "default"]);
         let b = token(db, &["--tenant", "other"]);
         let admin = token(db, &["--admin"]);
         let mut child = Command::new(env!("CARGO_BIN_EXE_huixi"))
             .args(["serve", "--listen", "127.0.0.1:0", "--db", db])
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -913,4 +918,67 @@ async fn a_request_trickled_slower_than_the_deadline_gets_408() {
     let text = String::from_utf8_lossy(&response);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// With HUIXI_MASTER_KEY, a webhook secret is stored sealed and deliveries are still signed with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_secrets_are_sealed_at_rest_with_the_master_key() {
+    use axum::http::{HeaderMap, StatusCode};
+    use hmac::{Hmac, Mac};
+    use std::sync::{Arc, Mutex};
+    type Seen = Arc<Mutex<Vec<(HeaderMap, String)>>>;
+    let seen: Seen = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/hook",
+            axum::routing::post(
+                |axum::extract::State(seen): axum::extract::State<Seen>,
+                 headers: HeaderMap,
+                 body: String| async move {
+                    seen.lock().unwrap().push((headers, body));
+                    StatusCode::OK
+                },
+            ),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_url(dir.path());
+    let key = "8f".repeat(32);
+    let s = Server::start_env(
+        &db,
+        &["--webhook-allow-private"],
+        &[("HUIXI_MASTER_KEY", &key)],
+    );
+    let secret = "whsec-never-in-the-database";
+    let body = json!({"url": hook, "secret": secret}).to_string();
+    let (status, b) = s
+        .call(
+            "PUT",
+            "/admin/tenants/default/webhook",
+            Some(&s.admin),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, 204, "{b}");
+    let stored = rows_of(&db, &["SELECT secret FROM huixi_webhooks"]).await;
+    assert!(
+        stored[0].starts_with("enc:v1:") && !stored[0].contains("never"),
+        "{stored:?}"
+    );
+    let sample = sample_archive().display().to_string();
+    stdout_json(&huixi(&["enqueue", &sample, "--db", &db, "--json"]));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "nothing delivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (h, body) = seen.lock().unwrap()[0].clone();
+    let ts = h["x-huixi-timestamp"].to_str().unwrap();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{ts}.{body}").as_bytes());
+    let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    assert_eq!(h["x-huixi-signature"].to_str().unwrap(), want);
 }
