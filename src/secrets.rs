@@ -17,11 +17,11 @@ pub enum SecretError {
     #[error(
         "HUIXI_MASTER_KEY must be 64 hex characters (32 bytes), e.g. from `openssl rand -hex 32`"
     )]
-    BadKey,
+    Malformed,
     #[error("a stored secret is sealed but no HUIXI_MASTER_KEY is set")]
-    NoKey,
+    Missing,
     #[error("a stored secret does not open with this HUIXI_MASTER_KEY (another key, or damaged)")]
-    WrongKey,
+    DoesNotOpen,
 }
 
 #[derive(Clone)]
@@ -35,9 +35,9 @@ impl std::fmt::Debug for MasterKey {
 
 impl MasterKey {
     pub fn from_hex(text: &str) -> Result<MasterKey, SecretError> {
-        let bytes = hex::decode(text.trim()).map_err(|_| SecretError::BadKey)?;
+        let bytes = hex::decode(text.trim()).map_err(|_| SecretError::Malformed)?;
         if bytes.len() != 32 {
-            return Err(SecretError::BadKey);
+            return Err(SecretError::Malformed);
         }
         Ok(MasterKey(Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(
             &bytes,
@@ -67,17 +67,17 @@ pub fn open(key: Option<&MasterKey>, stored: &str) -> Result<String, SecretError
     let Some(rest) = stored.strip_prefix(PREFIX) else {
         return Ok(stored.to_string());
     };
-    let key = key.ok_or(SecretError::NoKey)?;
-    let bytes = hex::decode(rest).map_err(|_| SecretError::WrongKey)?;
+    let key = key.ok_or(SecretError::Missing)?;
+    let bytes = hex::decode(rest).map_err(|_| SecretError::DoesNotOpen)?;
     if bytes.len() < NONCE_BYTES {
-        return Err(SecretError::WrongKey);
+        return Err(SecretError::DoesNotOpen);
     }
     let (nonce, sealed) = bytes.split_at(NONCE_BYTES);
     let plain = key
         .0
         .decrypt(Nonce::from_slice(nonce), sealed)
-        .map_err(|_| SecretError::WrongKey)?;
-    String::from_utf8(plain).map_err(|_| SecretError::WrongKey)
+        .map_err(|_| SecretError::DoesNotOpen)?;
+    String::from_utf8(plain).map_err(|_| SecretError::DoesNotOpen)
 }
 
 #[cfg(test)]
@@ -100,9 +100,9 @@ mod tests {
         let other = MasterKey::from_hex(&KEY.replace("00", "ff")).unwrap();
         assert!(matches!(
             open(Some(&other), &sealed),
-            Err(SecretError::WrongKey)
+            Err(SecretError::DoesNotOpen)
         ));
-        assert!(matches!(open(None, &sealed), Err(SecretError::NoKey)));
+        assert!(matches!(open(None, &sealed), Err(SecretError::Missing)));
         assert_eq!(
             open(Some(&key), "plain-from-before").unwrap(),
             "plain-from-before"

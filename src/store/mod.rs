@@ -78,7 +78,7 @@ pub struct Store {
     pool: AnyPool,
     dialect: Dialect,
     /// Seals secrets before they are stored ([`crate::secrets`]).
-    key: Option<crate::secrets::MasterKey>,
+    key: Option<std::sync::Arc<crate::secrets::MasterKey>>,
 }
 
 impl Store {
@@ -174,7 +174,8 @@ impl Store {
 
     /// Secrets are sealed with `key` from now on, and sealed ones opened with it.
     pub fn with_master_key(mut self, key: Option<crate::secrets::MasterKey>) -> Store {
-        self.key = key;
+        // Boxed: the cipher's key schedule is a kilobyte, and a store is cloned into every task.
+        self.key = key.map(std::sync::Arc::new);
         self
     }
 }

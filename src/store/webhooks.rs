@@ -65,7 +65,7 @@ impl Store {
         sqlx::query("INSERT INTO huixi_webhooks (tenant, url, secret) VALUES (?, ?, ?)")
             .bind(tenant)
             .bind(url)
-            .bind(crate::secrets::seal(self.key.as_ref(), secret))
+            .bind(crate::secrets::seal(self.key.as_deref(), secret))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -117,7 +117,7 @@ impl Store {
                 continue;
             }
             *n += 1;
-            let secret = crate::secrets::open(self.key.as_ref(), &text(r, 6)?)
+            let secret = crate::secrets::open(self.key.as_deref(), &text(r, 6)?)
                 .map_err(|e| StoreError::Corrupt(format!("webhook secret of {tenant}: {e}")))?;
             out.push(OutboxEvent {
                 id,
