@@ -474,9 +474,11 @@ async fn a_running_worker_picks_up_a_change_and_only_that_tenants_sessions_are_r
     let new_word = "SELECT id FROM huixi_alerts WHERE tenant = 'acme' AND word = '定金'";
     let acme = dir.path().join("acme.jsonl").display().to_string();
     while rows_of(&db, &[new_word]).await.is_empty() {
+        // The design bound is CHECK_EVERY (2 s) plus a job; the slack is for a loaded CI machine,
+        // where each `huixi enqueue` below is a process start of its own.
         assert!(
-            changed.elapsed() < Duration::from_secs(5),
-            "A's new word raised no alert within 5 s of the change"
+            changed.elapsed() < Duration::from_secs(10),
+            "A's new word raised no alert within 10 s of the change"
         );
         let out = huixi(&["enqueue", &acme, "--tenant", "acme", "--db", &db]);
         assert!(out.status.success());
