@@ -16,3 +16,17 @@ pub fn hash_parts<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
     }
     hex(&h.finalize())
 }
+
+/// How many times something stored under `stored` failed on exactly the inputs `hash` names: a
+/// failed reading is stored as `retry<N>:<hash>` (`retry:<hash>` from before counts were kept), so
+/// the next run knows both that it must try again and how often it already did.
+pub fn failed_tries(stored: &str, hash: &str) -> Option<u32> {
+    let (head, rest) = stored.split_once(':')?;
+    if rest != hash {
+        return None;
+    }
+    match head.strip_prefix("retry")? {
+        "" => Some(1),
+        n => n.parse().ok(),
+    }
+}

@@ -303,10 +303,9 @@ async fn read_with_model(
     }
     // A session whose agents failed on these very inputs is asked again a bounded number of times,
     // then left as it is (given up, with its failures recorded) until its inputs change.
-    let tries = stored
-        .sessions
-        .get(&session.id)
-        .and_then(|s| failed_tries(&s.input_hash, &hash).map(|n| (n, s.input_hash.clone())));
+    let tries = stored.sessions.get(&session.id).and_then(|s| {
+        crate::digest::failed_tries(&s.input_hash, &hash).map(|n| (n, s.input_hash.clone()))
+    });
     if let Some((n, stored_hash)) = &tries {
         if *n >= MODEL_TRIES {
             if let Some((result, alerts)) = analysis::reuse(stored, session, stored_hash) {
@@ -345,18 +344,6 @@ async fn read_with_model(
 
 /// Runs that ask the model again about a session whose agents failed on unchanged inputs.
 const MODEL_TRIES: u32 = 3;
-
-/// How many times a session stored under `stored` failed on exactly the inputs `hash` names.
-fn failed_tries(stored: &str, hash: &str) -> Option<u32> {
-    let (head, rest) = stored.split_once(':')?;
-    if rest != hash {
-        return None;
-    }
-    match head.strip_prefix("retry")? {
-        "" => Some(1),
-        n => n.parse().ok(),
-    }
-}
 
 /// Folds the profiles that commits made stale, each customer once however many of its conversations
 /// were committed, until none is left; one tenant's, or every tenant's. A profile that changed makes

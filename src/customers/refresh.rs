@@ -14,6 +14,9 @@ use crate::agents::offline::VERSION;
 use crate::digest::hash_parts;
 use crate::store::{contributions_hash, ProfileWrite, Store};
 
+/// Folds that ask the model again about a profile whose refinement failed on unchanged inputs.
+const PROFILE_TRIES: u32 = 3;
+
 /// What a refresh found.
 pub struct Refreshed {
     pub customer: String,
@@ -81,6 +84,24 @@ pub async fn refresh_many(
             llm.map_or("offline", |l| l.fingerprint()),
         ]);
         let input_hash = format!("{profile_key}.{tags_key}");
+        // A refinement that failed on these very inputs is tried again on a bounded number of folds,
+        // then the profile is left as it is (the offline fold) until its inputs change.
+        let tries = input
+            .stored
+            .as_ref()
+            .and_then(|(_, hash)| crate::digest::failed_tries(hash, &input_hash))
+            .unwrap_or(0);
+        if tries >= PROFILE_TRIES {
+            if let Some((profile, _)) = input.stored {
+                out.push(Refreshed {
+                    customer: customer.clone(),
+                    profile,
+                    written: false,
+                    partners,
+                });
+                continue;
+            }
+        }
         let stored = input
             .stored
             .filter(|(_, hash)| hash.starts_with(&profile_key));
@@ -112,7 +133,7 @@ pub async fn refresh_many(
                         let hash = if ok {
                             input_hash
                         } else {
-                            format!("retry:{input_hash}")
+                            format!("retry{}:{input_hash}", tries + 1)
                         };
                         (refined, hash)
                     }

@@ -407,3 +407,35 @@ async fn injected_instructions_stay_data_and_cannot_lift_the_staff_score() {
         assert!(user.trim_end().ends_with("</conversation>"));
     }
 }
+
+/// A customer profile whose refinement keeps failing is asked again on at most three folds, then
+/// left with its offline fold until its inputs change.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_profile_refinement_that_keeps_failing_is_given_up_after_three_tries() {
+    let mock = Mock::start(Behaviour::AlwaysInvalid("opportunity_profile")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_url(dir.path());
+    let archive = fixture_str("mixed.jsonl");
+    let profile_requests = |mock: &Mock| {
+        mock.bodies()
+            .iter()
+            .filter(|b| schema_name(b) == "opportunity_profile")
+            .count()
+    };
+    let mut per_run = Vec::new();
+    for _ in 0..5 {
+        let before = profile_requests(&mock);
+        analyze(&mock, &db, &archive, &[]).await;
+        per_run.push(profile_requests(&mock) - before);
+    }
+    // A run folds a customer twice (its stale mark, then the report's refresh), so the three tries
+    // are the first run's two and the second run's one; each costs the same requests.
+    let one_try = per_run[1];
+    assert!(one_try > 0, "the second run tries again: {per_run:?}");
+    assert_eq!(
+        per_run[0] + per_run[1],
+        3 * one_try,
+        "three tries in all: {per_run:?}"
+    );
+    assert_eq!(&per_run[2..], &[0, 0, 0], "then gives up: {per_run:?}");
+}
