@@ -15,6 +15,21 @@ use sha2::Sha256;
 
 use crate::store::{OutboxEvent, Store};
 
+/// The Standard Webhooks signature (standardwebhooks.com): `v1,` and the base64 HMAC-SHA256 of
+/// `<id>.<timestamp>.<body>`, keyed by the secret — a `whsec_` secret's base64 bytes, any other
+/// secret's own bytes — so receivers can verify with the spec's libraries.
+pub fn standard_signature(secret: &str, id: &str, timestamp: i64, body: &str) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key = secret
+        .strip_prefix("whsec_")
+        .and_then(|k| b64.decode(k).ok())
+        .unwrap_or_else(|| secret.as_bytes().to_vec());
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes any key");
+    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
+    format!("v1,{}", b64.encode(mac.finalize().into_bytes()))
+}
+
 pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
     mac.update(format!("{timestamp}.{body}").as_bytes());
@@ -106,6 +121,12 @@ async fn deliver(store: &Store, http: &reqwest::Client, allow_private: bool, e: 
             "x-huixi-signature",
             signature(&e.secret, timestamp, &e.payload),
         )
+        .header("webhook-id", format!("huixi-{}", e.id))
+        .header("webhook-timestamp", timestamp.to_string())
+        .header(
+            "webhook-signature",
+            standard_signature(&e.secret, &format!("huixi-{}", e.id), timestamp, &e.payload),
+        )
         .body(e.payload.clone())
         .send()
         .await;
@@ -147,6 +168,18 @@ mod tests {
         assert_eq!(
             super::signature("key", 1700000000, "{}"),
             "sha256=9d713ed406bb7076d4123f0dc2c39d2df5c654ed4b0cd56b52c8b4c940bd63ae"
+        );
+    }
+
+    #[test]
+    fn standard_webhooks_signature_matches_the_specs_example() {
+        // The example of the Standard Webhooks test vectors (standard-webhooks, libraries' tests).
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let id = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+        let body = r#"{"test": 2432232314}"#;
+        assert_eq!(
+            super::standard_signature(secret, id, 1614265330, body),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
         );
     }
 

@@ -547,6 +547,17 @@ async fn webhooks_are_signed_retried_and_delivered() {
         mac.update(format!("{ts}.{body}").as_bytes());
         let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
         assert_eq!(h["x-huixi-signature"].to_str().unwrap(), want);
+        // The Standard Webhooks headers too: HMAC over "<webhook-id>.<timestamp>.<body>".
+        let id = h["webhook-id"].to_str().unwrap();
+        assert_eq!(h["webhook-timestamp"].to_str().unwrap(), ts);
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(format!("{id}.{ts}.{body}").as_bytes());
+        use base64::Engine as _;
+        let want = format!(
+            "v1,{}",
+            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+        );
+        assert_eq!(h["webhook-signature"].to_str().unwrap(), want);
         let v: Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["tenant"], "default");
     }
