@@ -156,20 +156,7 @@ impl Store {
 
     /// Removes a document. False when the tenant had none of that name (and the version stays).
     pub async fn delete_kb_document(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // Version first, in the same lock order as a put.
-        self.bump_tenant_version(&mut tx, tenant, "kb").await?;
-        let gone = sqlx::query("DELETE FROM huixi_kb_documents WHERE tenant = ? AND name = ?")
-            .bind(tenant)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if gone == 0 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        tx.commit().await?;
-        Ok(true)
+        self.delete_tenant_item("huixi_kb_documents", "kb", tenant, name)
+            .await
     }
 }

@@ -153,17 +153,34 @@ impl Store {
 
     /// Removes an agent override, so the shipped agent applies again. False when there was none.
     pub async fn delete_tenant_agent(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        self.delete_tenant_item("huixi_tenant_agents", "agents", tenant, name)
+            .await
+    }
+
+    /// Deletes one named item of a tenant's configuration. The version first, as every change of a
+    /// tenant does (same lock order as a put); rolled back, version and all, when there was nothing
+    /// of that name.
+    pub(super) async fn delete_tenant_item(
+        &self,
+        table: &str,
+        what: &str,
+        tenant: &str,
+        name: &str,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let gone = sqlx::query("DELETE FROM huixi_tenant_agents WHERE tenant = ? AND name = ?")
-            .bind(tenant)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        self.bump_tenant_version(&mut tx, tenant, what).await?;
+        let gone = sqlx::query(&format!(
+            "DELETE FROM {table} WHERE tenant = ? AND name = ?"
+        ))
+        .bind(tenant)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         if gone == 0 {
+            tx.rollback().await?;
             return Ok(false);
         }
-        self.bump_tenant_version(&mut tx, tenant, "agents").await?;
         tx.commit().await?;
         Ok(true)
     }
