@@ -83,15 +83,19 @@ pub fn tenants(settings: &Settings, store: &Store) -> anyhow::Result<Tenants> {
         }
     }
     let lexicon = load_lexicon(d.lexicon.as_deref(), d.whitelist.as_deref())?;
-    let (offline, errors) = OfflineAnalysers::load(d.competitors.as_deref())?;
+    // The competitor file is read once: its text is both the default list and what the offline
+    // analysers match with.
+    let (offline, errors) = OfflineAnalysers::load();
     warn_lines(&errors);
     let competitors = match &d.competitors {
         Some(path) => (path.display().to_string(), read(path)?),
         None => (
             "lexicons/competitors.example.txt".to_string(),
-            include_str!("../lexicons/competitors.example.txt").to_string(),
+            crate::agents::offline::COMPETITORS_EXAMPLE.to_string(),
         ),
     };
+    let (offline, errors) = offline.with_competitors(&competitors.0, &competitors.1);
+    warn_lines(&errors);
     let defaults = Defaults {
         lexicon,
         competitors,
@@ -204,7 +208,7 @@ pub fn load_lexicon(
     Ok(lex)
 }
 
-fn read(path: &std::path::Path) -> anyhow::Result<String> {
+pub fn read(path: &std::path::Path) -> anyhow::Result<String> {
     use anyhow::Context as _;
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }

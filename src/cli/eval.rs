@@ -67,7 +67,7 @@ pub async fn eval(args: EvalArgs) -> anyhow::Result<()> {
     }
     let suite = Suite::load(&args.suite)?;
     let cases = suite.cases()?;
-    let (offline, errors) = OfflineAnalysers::load(None)?;
+    let (offline, errors) = OfflineAnalysers::load();
     for e in errors {
         eprintln!("warning: skipped {e}");
     }

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use crate::settings::Settings;
-use crate::startup;
+use crate::startup::{self, read};
 use crate::tenant::Tenants;
 
 #[derive(Args)]
@@ -73,10 +73,6 @@ pub enum TenantCommand {
         #[command(flatten)]
         which: Which,
     },
-}
-
-fn read(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 async fn open(which: &Which) -> anyhow::Result<Tenants> {

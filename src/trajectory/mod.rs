@@ -326,9 +326,7 @@ mod tests {
 
     fn measure_all(messages: Vec<Message>, horizon: i64) -> ConversationMetrics {
         let sessions = sessionize("t", messages, 30 * 60_000);
-        let offline = crate::agents::offline::OfflineAnalysers::load(None)
-            .unwrap()
-            .0;
+        let offline = crate::agents::offline::OfflineAnalysers::load().0;
         let results: Vec<SessionResult> =
             sessions.iter().map(|s| offline.analyse(s, &[])).collect();
         let hours = Calendar::default().hours().unwrap();

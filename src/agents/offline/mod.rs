@@ -13,7 +13,6 @@ mod staff_score;
 mod summary;
 pub mod text;
 
-use std::path::Path;
 use std::sync::Arc;
 
 pub use competitors::CompetitorList;
@@ -32,7 +31,8 @@ pub const VERSION: &str = "offline@1";
 const SENTIMENT: &str = include_str!("../../../lexicons/sentiment.txt");
 const STOPWORDS: &str = include_str!("../../../lexicons/stopwords.txt");
 const OPPORTUNITY: &str = include_str!("../../../lexicons/opportunity.txt");
-const COMPETITORS_EXAMPLE: &str = include_str!("../../../lexicons/competitors.example.txt");
+/// The competitor list a deployment that names none gets.
+pub const COMPETITORS_EXAMPLE: &str = include_str!("../../../lexicons/competitors.example.txt");
 
 /// The shipped lexicons and jieba's dictionary are loaded once per process and shared by every
 /// tenant; only the competitor list is the tenant's own ([`OfflineAnalysers::with_competitors`]).
@@ -46,29 +46,19 @@ pub struct OfflineAnalysers {
 }
 
 impl OfflineAnalysers {
-    /// Loads the shipped lexicons and the tenant's competitor list (the shipped example when `None`).
-    /// Bad lines are returned, not fatal.
-    pub fn load(competitors: Option<&Path>) -> std::io::Result<(OfflineAnalysers, Vec<LineError>)> {
-        let (competitor_source, competitor_text) = match competitors {
-            Some(path) => (
-                path.display().to_string(),
-                std::fs::read_to_string(path).map_err(|e| {
-                    std::io::Error::new(e.kind(), format!("cannot read {}: {e}", path.display()))
-                })?,
-            ),
-            None => (
-                "lexicons/competitors.example.txt".to_string(),
-                COMPETITORS_EXAMPLE.to_string(),
-            ),
-        };
+    /// Loads the shipped lexicons, with the example competitor list; a tenant's own list comes in
+    /// through [`OfflineAnalysers::with_competitors`]. Bad lines are returned, not fatal.
+    pub fn load() -> (OfflineAnalysers, Vec<LineError>) {
+        let (competitor_source, competitor_text) =
+            ("lexicons/competitors.example.txt", COMPETITORS_EXAMPLE);
         let mut errors = Vec::new();
         let (sentiment, e) = SentimentLexicon::parse("lexicons/sentiment.txt", SENTIMENT);
         errors.extend(e);
         let (opportunity, e) = OpportunityCues::parse("lexicons/opportunity.txt", OPPORTUNITY);
         errors.extend(e);
-        let (competitors, e) = CompetitorList::parse(&competitor_source, &competitor_text);
+        let (competitors, e) = CompetitorList::parse(competitor_source, competitor_text);
         errors.extend(e);
-        Ok((
+        (
             OfflineAnalysers {
                 sentiment: Arc::new(sentiment),
                 keywords: Arc::new(KeywordExtractor::new(STOPWORDS)),
@@ -79,11 +69,11 @@ impl OfflineAnalysers {
                     SENTIMENT,
                     STOPWORDS,
                     OPPORTUNITY,
-                    competitor_text.as_str(),
+                    competitor_text,
                 ]),
             },
             errors,
-        ))
+        )
     }
 
     /// The same analysers with another competitor list (`name,alias|alias` lines, as in the files).
