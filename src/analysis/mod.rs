@@ -110,16 +110,8 @@ pub fn sessions(cfg: &Config, stored: &StoredConversation) -> Vec<Session> {
 /// What a session's reading is made from: its messages, the analysers, the lexicon, the rules, and the
 /// knowledge-base passages shown to the model. A session is read again only when this changes.
 pub fn input_hash(cfg: &Config, session: &Session, passages: &[Passage]) -> String {
-    let rules = format!(
-        "{}:{}:{}",
-        cfg.rules.redpacket_threshold_fen, cfg.rules.transfer_threshold_fen, cfg.idle_gap_ms
-    );
-    let head = [
-        cfg.offline.fingerprint(),
-        cfg.model,
-        cfg.engine.fingerprint(),
-        rules.as_str(),
-    ];
+    let rules = rules_part(cfg);
+    let head = config_parts(cfg, &rules);
     let passages = passages
         .iter()
         .map(|p| format!("{}{}", p.id, p.text))
@@ -129,6 +121,29 @@ pub fn input_hash(cfg: &Config, session: &Session, passages: &[Passage]) -> Stri
             .chain(session.messages.iter().map(|m| m.raw.as_str()))
             .chain(passages.iter().map(String::as_str)),
     )
+}
+
+/// What every session's input hash holds of the tenant's configuration, hashed alone: it changes
+/// exactly when a change of configuration makes sessions read again.
+pub fn config_fingerprint(cfg: &Config) -> String {
+    let rules = rules_part(cfg);
+    hash_parts(config_parts(cfg, &rules))
+}
+
+fn rules_part(cfg: &Config) -> String {
+    format!(
+        "{}:{}:{}",
+        cfg.rules.redpacket_threshold_fen, cfg.rules.transfer_threshold_fen, cfg.idle_gap_ms
+    )
+}
+
+fn config_parts<'a>(cfg: &'a Config, rules: &'a str) -> [&'a str; 4] {
+    [
+        cfg.offline.fingerprint(),
+        cfg.model,
+        cfg.engine.fingerprint(),
+        rules,
+    ]
 }
 
 /// The stored reading of a session, if it was made from the same inputs (and is readable).
@@ -311,7 +326,7 @@ mod tests {
     /// back as the store's content gives one that writes nothing.
     #[test]
     fn a_conversation_read_back_from_its_own_output_writes_nothing() {
-        let (offline, _) = OfflineAnalysers::load(None).unwrap();
+        let (offline, _) = OfflineAnalysers::load();
         let engine = Engine::build(&crate::sensitive::Lexicon::starter());
         let hours = Calendar::default().hours().unwrap();
         let cfg = Config {

@@ -18,7 +18,6 @@ use crate::agents::llm::{LlmAnalysers, Prices};
 use crate::agents::offline::OfflineAnalysers;
 use crate::agents::{AgentSet, Sources};
 use crate::analysis;
-use crate::digest::hash_parts;
 use crate::kb::Knowledge;
 use crate::llm::{AnswerCache, Endpoint};
 use crate::sensitive::{Engine, Lexicon, LineError, RiskRules};
@@ -113,18 +112,7 @@ impl Tenant {
     /// What every session's input hash holds of the configuration: a change in any part of it
     /// re-reads this tenant's sessions, and nobody else's.
     pub fn fingerprint(&self) -> String {
-        let cfg = self.config();
-        hash_parts([
-            cfg.offline.fingerprint(),
-            cfg.model,
-            cfg.engine.fingerprint(),
-            &format!(
-                "{}:{}:{}",
-                cfg.rules.redpacket_threshold_fen,
-                cfg.rules.transfer_threshold_fen,
-                cfg.idle_gap_ms
-            ),
-        ])
+        analysis::config_fingerprint(&self.config())
     }
 }
 
