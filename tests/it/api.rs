@@ -1,8 +1,7 @@
 //! `huixi serve` through real HTTP on a local port, on SQLite and MariaDB: re-analysis round trip,
 //! tenant isolation on every route, tokens, bad requests, lexicon hot reload, health and metrics.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -51,23 +50,12 @@ impl Server {
         let a = token(db, &["--tenant", "default"]);
         let b = token(db, &["--tenant", "other"]);
         let admin = token(db, &["--admin"]);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_huixi"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--db", db])
-            .args(extra)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("serve printed {line:?}"))
-            .to_string();
+        let (child, base) = spawn_serve(
+            Command::new(env!("CARGO_BIN_EXE_huixi"))
+                .args(["serve", "--listen", "127.0.0.1:0", "--db", db])
+                .args(extra)
+                .envs(env.iter().copied()),
+        );
         Server {
             child,
             base,

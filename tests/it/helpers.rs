@@ -121,3 +121,24 @@ pub async fn huixi_async(args: Vec<String>) -> Output {
     .await
     .unwrap()
 }
+
+/// Starts a `huixi serve` command (which should say `--listen 127.0.0.1:0`) and returns the child
+/// and the base URL it printed.
+pub fn spawn_serve(cmd: &mut Command) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("serve printed {line:?}"))
+        .to_string();
+    (child, base)
+}

@@ -839,7 +839,6 @@ fn tenant_token(db: &str, tenant: &str) -> String {
 
 impl DocServer {
     fn start(db: &str, data: Option<&Path>) -> DocServer {
-        use std::io::BufRead;
         let mut args = vec![
             "serve".to_string(),
             "--listen".into(),
@@ -852,22 +851,11 @@ impl DocServer {
         }
         let a = tenant_token(db, "default");
         let b = tenant_token(db, "other");
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_huixi"))
-            .args(&args)
-            .env_remove("HUIXI_DATA_DIR")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("serve printed {line:?}"))
-            .to_string();
+        let (child, base) = spawn_serve(
+            std::process::Command::new(env!("CARGO_BIN_EXE_huixi"))
+                .args(&args)
+                .env_remove("HUIXI_DATA_DIR"),
+        );
         DocServer {
             child,
             base,

@@ -3,7 +3,6 @@
 //! MariaDB, which never heard of either tenant when it started. The two tenants get the same messages,
 //! so every difference in their results is their configuration's doing.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -27,22 +26,11 @@ struct Serve {
 
 impl Serve {
     fn start(args: &[String]) -> Serve {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_huixi"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("serve printed {line:?}"))
-            .to_string();
+        let (child, base) = spawn_serve(
+            Command::new(env!("CARGO_BIN_EXE_huixi"))
+                .args(["serve", "--listen", "127.0.0.1:0"])
+                .args(args),
+        );
         Serve {
             child,
             base,
