@@ -10,6 +10,7 @@ mod cli;
 mod customers;
 mod digest;
 mod eval;
+mod ingest;
 mod kb;
 mod llm;
 mod pipeline;

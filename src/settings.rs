@@ -31,6 +31,8 @@ pub struct Settings {
     pub kb: KbSettings,
     #[command(flatten)]
     pub llm: LlmSettings,
+    #[command(flatten)]
+    pub ingest: IngestSettings,
     /// Let webhooks go to loopback and private addresses. For development and tests: in production a
     /// tenant's URL could otherwise reach the CRM's database or a cloud metadata endpoint.
     #[arg(long, env = "HUIXI_WEBHOOK_ALLOW_PRIVATE")]
@@ -121,6 +123,23 @@ pub struct KbSettings {
     #[arg(long, env = "HUIXI_EMBEDDINGS_API_KEY", hide_env_values = true)]
     #[serde(serialize_with = "redact_optional")]
     pub embeddings_api_key: Option<String>,
+}
+
+/// Where the WeCom puller finds the finance SDK and keeps media files.
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct IngestSettings {
+    /// WeCom's finance SDK (libWeWorkFinanceSdk_C.so, downloaded from WeCom), for tenants whose
+    /// source names no library of its own.
+    #[arg(long, env = "HUIXI_WECOM_SDK")]
+    pub wecom_sdk: Option<PathBuf>,
+    /// Directory for media files (images, voice, files) the puller fetches, and for downloads in
+    /// progress.
+    #[arg(long, env = "HUIXI_MEDIA_DIR", default_value = "huixi-media")]
+    pub media_dir: PathBuf,
+    /// Media files go to this S3-compatible bucket instead (s3://bucket/prefix; credentials, region
+    /// and endpoint from the AWS_* variables). Downloads in progress stay in --media-dir.
+    #[arg(long, env = "HUIXI_MEDIA_URL")]
+    pub media_url: Option<String>,
 }
 
 /// The model endpoint. Without `--llm-base-url` the offline analysers answer everything.

@@ -14,6 +14,7 @@
 mod auth;
 mod customers;
 mod error;
+mod ingest;
 pub mod kb;
 mod routes;
 mod settings;
@@ -29,13 +30,14 @@ use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use auth::new_token;
+pub use ingest::WECOM_INTERVAL_SECS;
 
 use crate::queue::Queue;
 use crate::worker::Context;
 
-/// JSON bodies are small; lexicon uploads may be large.
+/// JSON bodies are small; lexicon uploads and message batches may be large.
 const JSON_LIMIT: usize = 256 * 1024;
-const LEXICON_LIMIT: usize = 16 * 1024 * 1024;
+const LEXICON_LIMIT: usize = crate::ingest::MAX_BODY_BYTES;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -65,6 +67,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(settings::delete_agent),
         )
         .route("/v1/tag-library", put(customers::put_tag_library))
+        .route("/v1/messages", post(ingest::post_messages))
         .route(
             "/v1/kb/documents/{name}",
             get(kb::document)
@@ -97,6 +100,21 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/tokens", post(routes::create_token))
         .route("/admin/tokens/{id}", delete(routes::revoke_token))
         .route("/admin/tenants/{tenant}/webhook", put(routes::put_webhook))
+        .route(
+            "/admin/tenants/{tenant}/webhook/dead",
+            get(routes::dead_events),
+        )
+        .route(
+            "/admin/tenants/{tenant}/webhook/dead/redeliver",
+            post(routes::redeliver_dead),
+        )
+        .route("/admin/tenants/{tenant}/wecom", put(ingest::put_wecom))
+        .route("/v1/wecom", get(ingest::get_wecom))
+        .route("/v1/media/{msgid}", get(ingest::media))
+        .route(
+            "/v1/wecom/notify/{tenant}",
+            get(ingest::verify_notify_url).post(ingest::notify),
+        )
         .route("/healthz", get(routes::health))
         .route("/readyz", get(routes::ready))
         .route("/metrics", get(routes::metrics))

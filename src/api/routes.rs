@@ -339,10 +339,13 @@ pub async fn revoke_token(
 #[serde(deny_unknown_fields)]
 pub struct Webhook {
     url: String,
+    /// Where high-severity alerts go instead (the 主管 channel); `url` when absent.
+    #[serde(default)]
+    high_url: Option<String>,
     secret: String,
 }
 
-/// PUT /admin/tenants/{tenant}/webhook: where a tenant's finished sessions and high alerts are POSTed.
+/// PUT /admin/tenants/{tenant}/webhook: where a tenant's finished sessions and alerts are POSTed.
 pub async fn put_webhook(
     State(state): State<AppState>,
     _: Admin,
@@ -350,8 +353,10 @@ pub async fn put_webhook(
     body: Result<Json<Webhook>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     let Json(w) = body?;
-    crate::webhook::guard::check_url(&w.url, state.allow_private_webhooks)
-        .map_err(ApiError::bad_request)?;
+    for url in std::iter::once(&w.url).chain(&w.high_url) {
+        crate::webhook::guard::check_url(url, state.allow_private_webhooks)
+            .map_err(ApiError::bad_request)?;
+    }
     if w.secret.len() < 16 {
         return Err(ApiError::bad_request(
             "secret must be at least 16 characters",
@@ -360,9 +365,49 @@ pub async fn put_webhook(
     state
         .ctx
         .store
-        .set_webhook(&tenant, &w.url, &w.secret)
+        .set_webhook(&tenant, &w.url, w.high_url.as_deref(), &w.secret)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Limit {
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// GET /admin/tenants/{tenant}/webhook/dead: events given up on after every try, with their last
+/// error.
+pub async fn dead_events(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(tenant): Path<String>,
+    q: Result<Query<Limit>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let events = state
+        .ctx
+        .store
+        .dead_events(&tenant, crate::webhook::MAX_ATTEMPTS, limit)
+        .await?;
+    Ok(Json(json!({"events": events})))
+}
+
+/// POST /admin/tenants/{tenant}/webhook/dead/redeliver: every dead event back in the outbox, with a
+/// fresh count of tries (once the receiver is fixed).
+pub async fn redeliver_dead(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(tenant): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let n = state
+        .ctx
+        .store
+        .redeliver_dead(&tenant, crate::webhook::MAX_ATTEMPTS)
+        .await?;
+    crate::webhook::wake();
+    Ok(Json(json!({"redelivered": n})))
 }
 
 pub async fn health() -> Json<Value> {

@@ -51,11 +51,19 @@ pub fn read_files(paths: &[PathBuf]) -> std::io::Result<ReadOutcome> {
     Ok(out)
 }
 
+/// Where lines come from: archive files, or a body the ingest API received (read with the same
+/// checks, so a line means the same wherever it arrives).
+enum Source {
+    File(PathBuf),
+    Bytes(String, Vec<u8>),
+}
+
 /// Reads files a batch of messages at a time, so a run holds one batch, not the archive.
 pub struct ArchiveReader {
-    paths: Vec<PathBuf>,
-    /// The file being read, its name and the last line number read.
-    current: Option<(BufReader<std::fs::File>, String, usize)>,
+    /// Still to read, last first.
+    sources: Vec<Source>,
+    /// The source being read, its name and the last line number read.
+    current: Option<(Box<dyn BufRead + Send>, String, usize)>,
     /// The msgids read so far, as 128-bit hashes, each with a hash of its line: a million of them in
     /// about 40 MB, not 90 as strings, and enough to tell a repeat from a different message reusing
     /// a msgid.
@@ -68,6 +76,9 @@ pub struct ArchiveReader {
     pub rejected_beyond: usize,
     /// Lines whose msgid was already read earlier in the same input.
     pub duplicates: usize,
+    /// The line of each accepted message, in order, when reading a body (`from_bytes`): an answer
+    /// about a message names its line. Files are not tracked: a run may read millions of lines.
+    pub lines: Option<Vec<usize>>,
 }
 
 fn reject(
@@ -124,14 +135,26 @@ fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<(u
 
 impl ArchiveReader {
     pub fn new(paths: &[PathBuf]) -> ArchiveReader {
+        ArchiveReader::of(paths.iter().rev().cloned().map(Source::File).collect())
+    }
+
+    /// Reads NDJSON held in memory (a request body), naming it `name` in rejected lines.
+    pub fn from_bytes(name: &str, body: Vec<u8>) -> ArchiveReader {
+        let mut reader = ArchiveReader::of(vec![Source::Bytes(name.to_string(), body)]);
+        reader.lines = Some(Vec::new());
+        reader
+    }
+
+    fn of(sources: Vec<Source>) -> ArchiveReader {
         ArchiveReader {
-            paths: paths.iter().rev().cloned().collect(),
+            sources,
             current: None,
             seen: Default::default(),
             hashers: Default::default(),
             rejected: Vec::new(),
             rejected_beyond: 0,
             duplicates: 0,
+            lines: None,
         }
     }
 
@@ -141,13 +164,23 @@ impl ArchiveReader {
         let mut buf = Vec::new();
         while batch.len() < max {
             let Some((reader, name, number)) = &mut self.current else {
-                let Some(path) = self.paths.pop() else {
+                let Some(source) = self.sources.pop() else {
                     break;
                 };
-                let file = std::fs::File::open(&path).map_err(|e| {
-                    std::io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
-                })?;
-                self.current = Some((BufReader::new(file), path.display().to_string(), 0));
+                self.current = Some(match source {
+                    Source::File(path) => {
+                        let file = std::fs::File::open(&path).map_err(|e| {
+                            let path = path.display();
+                            std::io::Error::new(e.kind(), format!("cannot open {path}: {e}"))
+                        })?;
+                        (
+                            Box::new(BufReader::new(file)),
+                            path.display().to_string(),
+                            0,
+                        )
+                    }
+                    Source::Bytes(name, body) => (Box::new(std::io::Cursor::new(body)), name, 0),
+                });
                 continue;
             };
             buf.clear();
@@ -187,6 +220,9 @@ impl ArchiveReader {
                         std::collections::hash_map::Entry::Vacant(v) => {
                             v.insert(content);
                             batch.push(m);
+                            if let Some(lines) = &mut self.lines {
+                                lines.push(line_no);
+                            }
                         }
                         std::collections::hash_map::Entry::Occupied(o) if *o.get() == content => {
                             self.duplicates += 1;

@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use crate::archive::{conversation_key, read_files, RejectedLine};
+use crate::ingest::{self, Then};
 use crate::queue::{Job, Lane};
 use crate::settings::Settings;
 use crate::startup;
@@ -42,6 +43,8 @@ struct Enqueued {
     rejected_beyond: usize,
     jobs: usize,
     confirmed: usize,
+    /// Real-time alerts raised as the messages were stored.
+    alerts: usize,
 }
 
 pub async fn enqueue(args: EnqueueArgs) -> anyhow::Result<()> {
@@ -54,6 +57,7 @@ pub async fn enqueue(args: EnqueueArgs) -> anyhow::Result<()> {
         rejected_beyond: 0,
         jobs: 0,
         confirmed: 0,
+        alerts: 0,
     };
     let jobs: Vec<Job> = if let Some(session) = &args.session {
         let Some(conversation) = store.conversation_of(&args.tenant, session).await? else {
@@ -75,7 +79,16 @@ pub async fn enqueue(args: EnqueueArgs) -> anyhow::Result<()> {
         let names: Vec<String> = args.files.iter().map(|p| p.display().to_string()).collect();
         let run = store.start_run(&args.tenant, &names).await?;
         store.record_rejected(run, &input.rejected).await?;
-        store.insert_messages(&args.tenant, &input.messages).await?;
+        // The same path as messages arriving through the API or the puller: real-time alerts
+        // raised and announced as they are stored.
+        // The scan needs the tenant's lexicon and rules, not its knowledge base: a workers' shard
+        // stays theirs.
+        let mut scanning = args.settings.clone();
+        (scanning.kb.data_dir, scanning.kb.qdrant_url) = (None, None);
+        let tenants = startup::tenants(&scanning, &store)?;
+        let tenant = tenants.get(&args.tenant).await?;
+        let done = ingest::accept(&store, &tenant, &input.messages, Then::Published).await?;
+        report.alerts = done.alerts.len();
         report.messages = input.messages.len();
         report.rejected_lines = input.rejected;
         report.rejected_beyond = input.rejected_beyond;
@@ -150,8 +163,11 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         store.clone(),
         args.settings.webhook_allow_private,
     ));
+    // And the idle schedule: conversations of arriving messages are published once quiet.
+    let schedule = tokio::spawn(ingest::schedule::run_forever(store.clone(), queue.clone()));
     let tally = worker::run(ctx, queue, &pool, until).await?;
     webhooks.abort();
+    schedule.abort();
     println!("{}", serde_json::to_string(&tally)?);
     Ok(())
 }

@@ -5,6 +5,7 @@
 
 mod analyze;
 mod eval;
+mod ingest;
 mod jobs;
 mod kb;
 mod serve;
@@ -77,6 +78,9 @@ pub enum Command {
     /// A tenant's knowledge base (Qdrant Edge): ingest, search, remove.
     #[command(subcommand)]
     Kb(kb::KbCommand),
+    /// Messages in continuously: a tenant's WeCom finance-SDK source and its quarantine.
+    #[command(subcommand)]
+    Ingest(ingest::IngestCommand),
 }
 
 /// Parses the command line, with a settings file's values under the environment's. An error in the
@@ -143,6 +147,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Eval(args) => eval::eval(*args).await,
         Command::Kb(command) => kb::kb(command).await,
+        Command::Ingest(command) => ingest::ingest(command).await,
     }
 }
 

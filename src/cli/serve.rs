@@ -41,6 +41,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let (ctx, queue, pool) = (ctx.clone(), queue.clone(), pool.clone());
         tokio::spawn(async move { worker::run(ctx, queue, &pool, Until::Stopped).await })
     });
+    // Conversations of messages that arrived through the API or the puller are published once
+    // quiet, and each tenant with a WeCom source is pulled (one replica per tenant, by lease).
+    let schedule = tokio::spawn(crate::ingest::schedule::run_forever(
+        store.clone(),
+        queue.clone(),
+    ));
+    let pullers = tokio::spawn(crate::ingest::wecom::run_forever(
+        ctx.clone(),
+        args.settings.ingest.clone(),
+    ));
     let state = AppState {
         ctx,
         queue,
@@ -49,6 +59,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         request_timeout: std::time::Duration::from_secs(args.request_timeout_secs.max(1)),
     };
     api::serve(listener, state).await?;
+    schedule.abort();
+    pullers.abort();
     if let Some(w) = worker {
         let tally = w.await??;
         tracing::info!(?tally, "worker stopped");

@@ -17,7 +17,7 @@ pub use lexicon::{Entry, Lexicon, LineError, Severity};
 pub use lines::scan_lines;
 pub use matcher::{Engine, Match, MatchKind};
 pub use pii::{detect as detect_pii, mask as mask_pii, phone_digits};
-pub use risk::{scan_session, Alert, RiskRules};
+pub use risk::{scan_messages, scan_session, Alert, Flag, RiskRules};
 
 #[cfg(test)]
 mod proptests {

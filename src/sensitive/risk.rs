@@ -31,6 +31,14 @@ pub struct Alert {
     pub end: usize,
     /// Every msgid that supports the alert (the hit itself; for a revoke, also the message revoked).
     pub evidence: Vec<String>,
+    /// How many times the word occurs in the message: one alert per word per message, however often
+    /// it is repeated (1 for whole-message alerts).
+    #[serde(default = "one")]
+    pub occurrences: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Tenant limits for money moving inside a chat.
@@ -56,15 +64,38 @@ const ALERT_TEXT_CHARS: usize = 200;
 /// different words, the most severe are kept.
 pub const MAX_WORD_ALERTS_PER_MESSAGE: usize = 16;
 
+/// What a message with hits showed, for a later recall of it: the highest severity, the words hit and
+/// the masked text.
+pub type Flag = (Severity, Vec<String>, String);
+
 pub fn scan_session(engine: &Engine, rules: &RiskRules, session: &Session) -> Vec<Alert> {
+    scan_messages(
+        engine,
+        rules,
+        &session.id,
+        &session.messages,
+        &HashMap::new(),
+    )
+}
+
+/// The alerts of `messages`, in order, as part of session `session_id` (empty for messages scanned
+/// as they arrive, before any session holds them). `earlier` flags messages that came before these
+/// (a recall may take back a message stored minutes ago).
+pub fn scan_messages<'a>(
+    engine: &Engine,
+    rules: &RiskRules,
+    session_id: &str,
+    messages: impl IntoIterator<Item = &'a crate::archive::Message>,
+    earlier: &HashMap<String, Flag>,
+) -> Vec<Alert> {
     let mut alerts = Vec::new();
-    // msgid -> (highest severity, words hit), for recalls that come later in the session.
-    let mut flagged: HashMap<&str, (Severity, Vec<String>, String)> = HashMap::new();
-    for m in &session.messages {
+    // msgid -> flag, for recalls that come later among these messages.
+    let mut flagged: HashMap<&str, Flag> = HashMap::new();
+    for m in messages {
         let alert =
             |kind: &str, category: &str, severity, word: &str, text: &str, span: (usize, usize)| {
                 Alert {
-                    session: session.id.clone(),
+                    session: session_id.to_string(),
                     msgid: m.msgid.clone(),
                     kind: kind.into(),
                     category: category.into(),
@@ -74,6 +105,7 @@ pub fn scan_session(engine: &Engine, rules: &RiskRules, session: &Session) -> Ve
                     start: span.0,
                     end: span.1,
                     evidence: vec![m.msgid.clone()],
+                    occurrences: 1,
                 }
             };
         if let Some(text) = &m.text {
@@ -93,13 +125,22 @@ pub fn scan_session(engine: &Engine, rules: &RiskRules, session: &Session) -> Ve
                 // first when there are too many (a stable sort keeps text order among equals).
                 let mut seen: Vec<(&str, &str)> = Vec::new();
                 let mut distinct: Vec<&super::Match> = Vec::new();
+                let mut counts: Vec<usize> = Vec::new();
                 for hit in &hits {
                     let key = (hit.category.as_str(), hit.word.as_str());
-                    if !seen.contains(&key) {
-                        seen.push(key);
-                        distinct.push(hit);
+                    match seen.iter().position(|k| *k == key) {
+                        Some(i) => counts[i] += 1,
+                        None => {
+                            seen.push(key);
+                            distinct.push(hit);
+                            counts.push(1);
+                        }
                     }
                 }
+                let count_of = |hit: &super::Match| {
+                    let key = (hit.category.as_str(), hit.word.as_str());
+                    seen.iter().position(|k| *k == key).map_or(1, |i| counts[i])
+                };
                 if distinct.len() > MAX_WORD_ALERTS_PER_MESSAGE {
                     distinct.sort_by_key(|h| std::cmp::Reverse(h.severity));
                     distinct.truncate(MAX_WORD_ALERTS_PER_MESSAGE);
@@ -111,14 +152,16 @@ pub fn scan_session(engine: &Engine, rules: &RiskRules, session: &Session) -> Ve
                         MatchKind::Phone | MatchKind::BankCard => "pii",
                         MatchKind::WechatId | MatchKind::QqId => "handoff",
                     };
-                    alerts.push(alert(
+                    let mut a = alert(
                         kind,
                         &hit.category,
                         hit.severity,
                         &hit.word,
                         &masked,
                         (hit.start, hit.end),
-                    ));
+                    );
+                    a.occurrences = count_of(hit);
+                    alerts.push(a);
                 }
                 let entry =
                     flagged
@@ -174,7 +217,10 @@ pub fn scan_session(engine: &Engine, rules: &RiskRules, session: &Session) -> Ve
                 ));
             }
             Event::Revoke { pre_msgid } => {
-                if let Some((severity, words, text)) = flagged.get(pre_msgid.as_str()) {
+                let flag = flagged
+                    .get(pre_msgid.as_str())
+                    .or_else(|| earlier.get(pre_msgid));
+                if let Some((severity, words, text)) = flag {
                     let mut a = alert(
                         "revoke",
                         "撤回敏感消息",
@@ -288,6 +334,13 @@ mod tests {
         unique.dedup();
         assert!(!alerts.is_empty(), "the word is still caught");
         assert_eq!(words.len(), unique.len(), "one alert per word: {words:?}");
+        let wechat = alerts.iter().find(|a| a.word == "加我微信").unwrap();
+        assert_eq!(wechat.occurrences, 25_000, "the alert counts the repeats");
+        assert_eq!(
+            (wechat.start, wechat.end),
+            (0, 4),
+            "at the first occurrence"
+        );
         assert!(alerts.len() <= MAX_WORD_ALERTS_PER_MESSAGE);
         // Many different words: the bound holds, and the most severe are the ones kept.
         let (lex, _) = crate::sensitive::Lexicon::parse(

@@ -261,6 +261,23 @@ impl Store {
                 .insert(text(&r, 1)?, (text(&r, 2)?, r.try_get::<i64, _>(3)?));
         }
         let hooked = super::webhooks::hooked(&mut tx, tenant).await?;
+        // Alerts raised in real time as their messages arrived, still waiting for their session:
+        // the sessions written now adopt them rather than raise them twice.
+        let live_keys: Vec<String> = changing
+            .iter()
+            .flat_map(|(_, o)| &o.sessions)
+            .filter(|s| s.write.is_some())
+            .flat_map(|s| &s.alerts)
+            .filter(|a| a.kind != TIMEOUT_KIND)
+            .map(super::ingest::live_key)
+            .collect();
+        let live_keys: Vec<&str> = live_keys.iter().map(String::as_str).collect();
+        let mut live = BTreeSet::new();
+        let sql = "SELECT once_key FROM huixi_alerts";
+        let tail = " AND session_id = ''";
+        for r in select_in(&mut tx, sql, "once_key", tenant, &live_keys, tail).await? {
+            live.insert(text(&r, 0)?);
+        }
         let mut rows = Rows::default();
         let none = BTreeMap::new();
         for (i, out) in &changing {
@@ -268,9 +285,10 @@ impl Store {
                 .get(&out.conversation)
                 .map_or("", String::as_str);
             let sessions = stored.get(&out.conversation).unwrap_or(&none);
-            done[*i] = commit_one(&mut tx, out, extras, sessions, hooked, &mut rows).await?;
+            let had = (extras, sessions, &live);
+            done[*i] = commit_one(&mut tx, out, had, hooked, &mut rows).await?;
         }
-        rows.insert(&mut tx, self.dialect).await?;
+        rows.insert(&mut tx, self.dialect, tenant).await?;
         let wrote: Vec<&ConversationOutput> = changing
             .iter()
             .zip(keys.iter())
@@ -341,6 +359,8 @@ struct Rows {
     identifiers: Vec<Vec<Value>>,
     stale: Vec<Vec<Value>>,
     events: Vec<(String, &'static str, serde_json::Value)>,
+    /// Real-time alerts a session takes as its own: (session, live key).
+    adopted: Vec<(String, String)>,
 }
 
 impl Rows {
@@ -348,6 +368,7 @@ impl Rows {
         self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         dialect: Dialect,
+        tenant: &str,
     ) -> Result<(), StoreError> {
         insert_rows(
             tx,
@@ -363,6 +384,17 @@ impl Rows {
         )
         .await?;
         insert_rows(tx, &format!("{ALERT_INSERT} VALUES __"), self.alerts).await?;
+        for (session, key) in &self.adopted {
+            sqlx::query(
+                "UPDATE huixi_alerts SET session_id = ? WHERE tenant = ? AND once_key = ? \
+                 AND session_id = ''",
+            )
+            .bind(session)
+            .bind(tenant)
+            .bind(key)
+            .execute(&mut **tx)
+            .await?;
+        }
         insert_rows(
             tx,
             "INSERT INTO huixi_turns (tenant, conversation, session_id, msgid, customer, staff, day, \
@@ -418,8 +450,7 @@ impl Rows {
 async fn commit_one(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     out: &ConversationOutput,
-    stored_extras: &str,
-    stored: &BTreeMap<String, (String, i64)>,
+    (stored_extras, stored, live): (&str, &BTreeMap<String, (String, i64)>, &BTreeSet<String>),
     hooked: bool,
     rows: &mut Rows,
 ) -> Result<Committed, StoreError> {
@@ -466,19 +497,27 @@ async fn commit_one(
                 Value::Text(f.analyser),
             ]);
         }
-        for a in s.alerts.iter().filter(|a| a.kind != TIMEOUT_KIND) {
-            rows.alerts.push(alert_values(tenant, a));
+        let mut announced = BTreeSet::new();
+        for (i, a) in s.alerts.iter().enumerate() {
+            if a.kind == TIMEOUT_KIND {
+                continue;
+            }
+            let key = super::ingest::live_key(a);
+            if live.contains(&key) {
+                rows.adopted.push((meta.id.clone(), key));
+                announced.insert(i);
+            } else {
+                rows.alerts.push(alert_values(tenant, a));
+            }
         }
         if hooked {
             let event =
                 serde_json::json!({"tenant": tenant, "session": meta.id, "result": s.result});
             rows.events
                 .push((tenant.to_string(), "session.analysed", event));
-            for a in s
-                .alerts
-                .iter()
-                .filter(|a| a.severity == crate::sensitive::Severity::High)
-            {
+            for (_, a) in s.alerts.iter().enumerate().filter(|(i, a)| {
+                a.severity == crate::sensitive::Severity::High && !announced.contains(i)
+            }) {
                 let event = serde_json::json!({"tenant": tenant, "alert": a});
                 rows.events.push((tenant.to_string(), "alert.high", event));
             }

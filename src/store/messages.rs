@@ -12,37 +12,37 @@ impl Store {
         tenant: &str,
         messages: &[Message],
     ) -> Result<u64, StoreError> {
-        let head = format!(
-            "{} INTO huixi_messages (tenant, msgid, conversation, action, sender, roomid, msgtime, \
-             msgtype, content, raw)",
-            self.dialect.insert_ignore()
-        );
+        let head = format!("{} INTO {MESSAGE_COLUMNS}", self.dialect.insert_ignore());
         let mut new = 0;
         // One transaction per chunk: a crash loses at most an uncommitted chunk, which the next run
         // inserts again.
         for chunk in messages.chunks(2000) {
-            let rows = chunk
-                .iter()
-                .map(|m| {
-                    let key = conversation_key(m).unwrap_or_else(|| format!("event:{}", m.from));
-                    vec![
-                        Value::from(tenant),
-                        Value::from(m.msgid.as_str()),
-                        Value::Text(key),
-                        Value::from(m.action.as_str()),
-                        Value::from(m.from.as_str()),
-                        Value::from(m.roomid.as_str()),
-                        Value::Int(m.msgtime),
-                        Value::from(m.msgtype.as_str()),
-                        Value::OptText(m.text.clone()),
-                        Value::from(m.raw.as_str()),
-                    ]
-                })
-                .collect();
+            let rows = chunk.iter().map(|m| message_row(tenant, m)).collect();
             let mut tx = self.pool.begin().await?;
             new += insert_rows(&mut tx, &head, rows).await?;
             tx.commit().await?;
         }
         Ok(new)
     }
+}
+
+/// The head of an insert of [`message_row`]s.
+pub(super) const MESSAGE_COLUMNS: &str =
+    "huixi_messages (tenant, msgid, conversation, action, sender, roomid, msgtime, msgtype, content, raw)";
+
+/// A message's row: the raw line, and the columns that find its conversation again.
+pub(super) fn message_row(tenant: &str, m: &Message) -> Vec<Value> {
+    let key = conversation_key(m).unwrap_or_else(|| format!("event:{}", m.from));
+    vec![
+        Value::from(tenant),
+        Value::from(m.msgid.as_str()),
+        Value::Text(key),
+        Value::from(m.action.as_str()),
+        Value::from(m.from.as_str()),
+        Value::from(m.roomid.as_str()),
+        Value::Int(m.msgtime),
+        Value::from(m.msgtype.as_str()),
+        Value::OptText(m.text.clone()),
+        Value::from(m.raw.as_str()),
+    ]
 }

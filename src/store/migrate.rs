@@ -72,6 +72,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0009_fair_queue.sql"),
         mysql: include_str!("../../migrations/mysql/0009_fair_queue.sql"),
     },
+    Migration {
+        version: 10,
+        name: "ingest",
+        sqlite: include_str!("../../migrations/sqlite/0010_ingest.sql"),
+        mysql: include_str!("../../migrations/mysql/0010_ingest.sql"),
+    },
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<(), StoreError> {

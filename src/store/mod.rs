@@ -5,6 +5,7 @@
 mod api;
 mod conversations;
 mod customers;
+mod ingest;
 mod jobs;
 mod kb_documents;
 mod llm;
@@ -16,6 +17,7 @@ mod sessions;
 mod settings;
 mod trajectory;
 mod webhooks;
+mod wecom;
 
 use std::str::FromStr;
 
@@ -27,6 +29,7 @@ pub use api::{Principal, SessionFilter};
 pub use conversations::StoredSession;
 pub use conversations::{Committed, StoredConversation};
 pub use customers::{contributions_hash, ProfileWrite, StaleCustomer};
+pub use ingest::Ingested;
 pub use jobs::{DeadJob, NewJob};
 pub use kb_documents::KbPut;
 pub use llm::{CachedAnswer, UsageGrouping, UsageRow};
@@ -34,6 +37,7 @@ pub use runs::RunRecord;
 pub use settings::{StoredTenant, TenantSettings};
 pub use trajectory::MetricsFilter;
 pub use webhooks::OutboxEvent;
+pub use wecom::{MediaTodo, PageCommit, WecomConfig, WecomSource, WecomStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -47,6 +51,9 @@ pub enum StoreError {
     Sql(#[from] sqlx::Error),
     #[error("store holds data this version cannot read: {0}")]
     Corrupt(String),
+    /// Someone else changed what this write depended on (a cursor, a lease): nothing was written.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

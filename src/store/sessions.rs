@@ -55,7 +55,7 @@ impl Store {
 }
 
 pub(super) const ALERT_COLUMNS: &str =
-    "session_id, msgid, kind, category, severity, word, text, start_char, end_char, evidence";
+    "session_id, msgid, kind, category, severity, word, text, start_char, end_char, evidence, occurrences";
 
 /// An alert from a row of [`ALERT_COLUMNS`].
 pub(super) fn alert(r: &sqlx::any::AnyRow) -> Result<Alert, StoreError> {
@@ -74,12 +74,13 @@ pub(super) fn alert(r: &sqlx::any::AnyRow) -> Result<Alert, StoreError> {
         end: r.try_get::<i64, _>(8)? as usize,
         evidence: serde_json::from_str(&text(r, 9)?)
             .map_err(|e| StoreError::Corrupt(format!("alert evidence: {e}")))?,
+        occurrences: r.try_get::<i64, _>(10)?.max(1) as usize,
     })
 }
 
 /// The insert that [`alert_values`] fill.
 pub(super) const ALERT_INSERT: &str = "INSERT INTO huixi_alerts (tenant, session_id, msgid, kind, \
-     category, severity, word, text, start_char, end_char, evidence, once_key)";
+     category, severity, word, text, start_char, end_char, evidence, occurrences, once_key)";
 
 /// An alert's row. A 超时未回复 carries its once-per-question key, so however many sweeps and
 /// analyses raise it at the same moment, the store keeps one.
@@ -97,6 +98,7 @@ pub(super) fn alert_values(tenant: &str, a: &Alert) -> Vec<Value> {
         Value::Int(a.start as i64),
         Value::Int(a.end as i64),
         Value::Text(serde_json::to_string(&a.evidence).expect("strings serialize")),
+        Value::Int(a.occurrences as i64),
         Value::OptText(once),
     ]
 }

@@ -274,6 +274,7 @@ pub fn timeout_alert(
         start: 0,
         end: 0,
         evidence,
+        occurrences: 1,
     }
 }
 

@@ -452,6 +452,12 @@ async fn health_readiness_metrics_and_openapi_are_served() {
         ("/v1/tag-library", "put"),
         ("/v1/calendar", "put"),
         ("/v1/sessions/{id}/metrics", "get"),
+        ("/v1/messages", "post"),
+        ("/v1/wecom", "get"),
+        ("/v1/media/{msgid}", "get"),
+        ("/v1/wecom/notify/{tenant}", "post"),
+        ("/admin/tenants/{tenant}/wecom", "put"),
+        ("/admin/tenants/{tenant}/webhook/dead", "get"),
     ] {
         assert!(doc["paths"][path][method].is_object(), "{path} {method}");
     }
@@ -513,7 +519,12 @@ async fn webhooks_are_signed_retried_and_delivered() {
             .skip(1)
             .filter(|(h, _)| h["x-huixi-event"] == "session.analysed")
             .count();
-        if sessions == 5 {
+        // The failed first delivery comes again after its back-off.
+        let retried = got.len() > 1
+            && got[1..]
+                .iter()
+                .any(|(h, _)| h["x-huixi-delivery"] == got[0].0["x-huixi-delivery"]);
+        if sessions == 5 && retried {
             break got;
         }
         assert!(Instant::now() < deadline, "{} deliveries so far", got.len());
@@ -526,9 +537,10 @@ async fn webhooks_are_signed_retried_and_delivered() {
             .any(|(h, _)| h["x-huixi-delivery"] == first_id),
         "the failed delivery was retried"
     );
+    // Enqueued messages are scanned as they are stored: their alerts are announced on arrival.
     assert!(delivered
         .iter()
-        .any(|(h, _)| h["x-huixi-event"] == "alert.high"));
+        .any(|(h, _)| h["x-huixi-event"] == "alert.created"));
     for (h, body) in &delivered {
         let ts = h["x-huixi-timestamp"].to_str().unwrap();
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();

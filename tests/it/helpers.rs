@@ -142,3 +142,47 @@ pub fn spawn_serve(cmd: &mut Command) -> (std::process::Child, String) {
         .to_string();
     (child, base)
 }
+
+/// A webhook received: its headers, its body, and when it came.
+pub type Received =
+    std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String, std::time::Instant)>>>;
+
+/// A CRM's webhook receiver that answers 200 to everything: its URL and what it received.
+pub async fn receiver() -> (String, Received) {
+    let seen: Received = Default::default();
+    let app = axum::Router::new()
+        .route(
+            "/hook",
+            axum::routing::post(
+                |axum::extract::State(seen): axum::extract::State<Received>,
+                 headers: axum::http::HeaderMap,
+                 body: String| async move {
+                    seen.lock()
+                        .unwrap()
+                        .push((headers, body, std::time::Instant::now()));
+                    axum::http::StatusCode::OK
+                },
+            ),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+/// Polls `check` every 100 ms until it gives a value, failing after `secs` with `what` said.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

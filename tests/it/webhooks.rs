@@ -1,0 +1,151 @@
+//! Webhook secrets rotate without a missed event, and events given up on can be listed and sent
+//! again by an admin.
+
+use std::process::Command;
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+fn token(db: &str, args: &[&str]) -> String {
+    let mut all = vec!["token", "create", "--db", db];
+    all.extend(args);
+    stdout_json(&huixi(&all))["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Standard Webhooks' v1 signature of a delivery, with a secret that is not `whsec_`.
+fn v1(secret: &str, id: &str, timestamp: &str, body: &str) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    )
+}
+
+async fn admin(
+    base: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .request(method.parse().unwrap(), format!("{base}{path}"))
+        .header("authorization", format!("Bearer {token}"));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_secret_rotation_both_secrets_sign_and_dead_events_are_listed_and_redelivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_url(dir.path());
+    let admin_token = token(&db, &["--admin"]);
+    let (mut child, base) = spawn_serve(
+        Command::new(env!("CARGO_BIN_EXE_huixi"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--db", &db])
+            .arg("--webhook-allow-private"),
+    );
+    let (hook, seen) = receiver().await;
+    let (old, new) = ("the-old-secret-0123456789", "the-new-secret-9876543210");
+    for secret in [old, new] {
+        let body = json!({"url": hook, "secret": secret});
+        let (status, _) = admin(
+            &base,
+            &admin_token,
+            "PUT",
+            "/admin/tenants/default/webhook",
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, 204);
+    }
+    let sample = sample_archive().display().to_string();
+    stdout_json(&huixi(&["enqueue", &sample, "--db", &db, "--json"]));
+    let (headers, body, _) = eventually(60, "a delivery", || {
+        let seen = seen.clone();
+        async move { seen.lock().unwrap().first().cloned() }
+    })
+    .await;
+    let id = headers["webhook-id"].to_str().unwrap();
+    let ts = headers["webhook-timestamp"].to_str().unwrap();
+    let signatures: Vec<&str> = headers["webhook-signature"]
+        .to_str()
+        .unwrap()
+        .split(' ')
+        .collect();
+    assert_eq!(signatures, [v1(new, id, ts, &body), v1(old, id, ts, &body)]);
+
+    // An event every try failed for: listed with its error, then sent again on request.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&db).await.unwrap();
+    let delivered: i64 =
+        sqlx::query_scalar("SELECT MIN(id) FROM huixi_outbox WHERE delivered_at IS NOT NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    sqlx::query("UPDATE huixi_outbox SET delivered_at = NULL, attempts = 30, last_error = 'receiver answered 500' WHERE id = ?")
+        .bind(delivered)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let (status, dead) = admin(
+        &base,
+        &admin_token,
+        "GET",
+        "/admin/tenants/default/webhook/dead",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{dead}");
+    let events = dead["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{dead}");
+    assert_eq!(events[0]["id"], delivered);
+    assert_eq!(events[0]["last_error"], "receiver answered 500");
+    let before = seen.lock().unwrap().len();
+    let (status, redelivered) = admin(
+        &base,
+        &admin_token,
+        "POST",
+        "/admin/tenants/default/webhook/dead/redeliver",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(redelivered["redelivered"], 1);
+    let again = format!("huixi-{delivered}");
+    eventually(10, "the dead event sent again", || {
+        let seen = seen.clone();
+        let again = again.clone();
+        async move {
+            let got = seen.lock().unwrap();
+            got[before..]
+                .iter()
+                .any(|(h, _, _)| h["webhook-id"] == again.as_str())
+                .then_some(())
+        }
+    })
+    .await;
+    let (_, dead) = admin(
+        &base,
+        &admin_token,
+        "GET",
+        "/admin/tenants/default/webhook/dead",
+        None,
+    )
+    .await;
+    assert_eq!(dead["events"].as_array().unwrap().len(), 0);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
