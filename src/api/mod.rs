@@ -166,15 +166,56 @@ async fn observe(req: Request, next: Next) -> Response {
     response
 }
 
-/// Serves until SIGTERM or Ctrl-C, then lets requests in progress finish.
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> anyhow::Result<()> {
+/// Serves until SIGTERM or Ctrl-C, then lets requests in progress finish (up to
+/// [`DRAIN`]). Each connection is hyper's own, so that a client that opens a connection and sends
+/// no request, or trickles its headers, is closed after `header_timeout` — also between the
+/// requests of a kept-alive connection — instead of holding a socket for as long as it likes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    header_timeout: std::time::Duration,
+) -> anyhow::Result<()> {
     let webhooks = tokio::spawn(crate::webhook::deliver_forever(
         state.ctx.store.clone(),
         state.allow_private_webhooks,
     ));
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(crate::worker::shutdown_signal())
-        .await?;
+    let app = router(state);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let shutdown = crate::worker::shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: wait a little rather than spin.
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("connection: {e}");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(DRAIN) => tracing::warn!("requests still running after {DRAIN:?}: closed"),
+    }
     webhooks.abort();
     Ok(())
 }
+
+/// How long a shutdown waits for requests in progress.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);

@@ -22,6 +22,10 @@ pub struct ServeArgs {
     /// Seconds a request may take, reading its body included (a slow client gets 408).
     #[arg(long, env = "HUIXI_REQUEST_TIMEOUT_SECS", default_value_t = 60)]
     pub request_timeout_secs: u64,
+    /// Seconds a connection may take to send a request's headers, and may stay open idle between
+    /// requests.
+    #[arg(long, env = "HUIXI_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
     #[command(flatten)]
     pub settings: Settings,
 }
@@ -58,7 +62,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         allow_private_webhooks: args.settings.webhook_allow_private,
         request_timeout: std::time::Duration::from_secs(args.request_timeout_secs.max(1)),
     };
-    api::serve(listener, state).await?;
+    let header_timeout = std::time::Duration::from_secs(args.header_timeout_secs.max(1));
+    api::serve(listener, state, header_timeout).await?;
     schedule.abort();
     pullers.abort();
     if let Some(w) = worker {

@@ -1002,3 +1002,55 @@ async fn webhook_secrets_are_sealed_at_rest_with_the_master_key() {
     let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
     assert_eq!(h["x-huixi-signature"].to_str().unwrap(), want);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(&sqlite_url(dir.path()), &["--header-timeout-secs", "1"]);
+    let addr = s.base.trim_start_matches("http://").to_string();
+    /// Reads until the server closes the connection; what it sent, or None if it kept it open 6 s.
+    async fn until_closed(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
+        loop {
+            match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+                Err(_) => return None,
+                Ok(Ok(0)) | Ok(Err(_)) => return Some(got),
+                Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+    // A connection that never sends a request.
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    assert!(
+        until_closed(&mut silent).await.is_some(),
+        "a silent connection stays open"
+    );
+    // Headers trickled and never finished.
+    let mut trickle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    trickle
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    assert!(
+        until_closed(&mut trickle).await.is_some(),
+        "half a request head holds the connection"
+    );
+    // A kept-alive connection, idle after its answer.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answered = until_closed(&mut idle)
+        .await
+        .expect("an idle kept-alive connection is closed");
+    assert!(
+        String::from_utf8_lossy(&answered).starts_with("HTTP/1.1 200"),
+        "answered first"
+    );
+    // And the server still serves.
+    let (status, _) = s.call("GET", "/healthz", None, None).await;
+    assert_eq!(status, 200);
+}

@@ -507,6 +507,14 @@ async fn a_10001_is_retried_and_a_wrong_secret_stops_only_its_tenant() {
         "badcorp",
         &[(1, &archive.pem(1))],
     );
+    // A lag limit of two seconds, so that the stopped source is seen lagging within the test.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&db).await.unwrap();
+    sqlx::query("UPDATE huixi_wecom_sources SET lag_alert_secs = 2 WHERE tenant = 'wrong'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
     let (mut child, _) = serve(
         &db,
         &sdk,
@@ -519,10 +527,21 @@ async fn a_10001_is_retried_and_a_wrong_secret_stops_only_its_tenant() {
         async move {
             let good = scalar(&db, "SELECT COUNT(*) FROM huixi_messages WHERE tenant = 'good'").await;
             let stopped = scalar(&db, "SELECT COUNT(*) FROM huixi_wecom_sources WHERE tenant = 'wrong' AND stopped IS NOT NULL").await;
-            (good == 5 && stopped == 1).then_some(())
+            let lag = scalar(&db, "SELECT COUNT(*) FROM huixi_alerts WHERE tenant = 'wrong' AND kind = 'ingest.lag'").await;
+            (good == 5 && stopped == 1 && lag == 1).then_some(())
         }
     })
     .await;
+    // The lag is raised once per stall, not every second; the tenant that pulls is not lagging.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        scalar(
+            &db,
+            "SELECT COUNT(*) FROM huixi_alerts WHERE kind = 'ingest.lag'"
+        )
+        .await,
+        1
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
