@@ -50,6 +50,10 @@ pub struct StoreSettings {
     #[arg(long, env = "HUIXI_DB", default_value = "sqlite://huixi.db")]
     #[serde(serialize_with = "redact_url")]
     pub db: String,
+    /// Keep message text (`huixi_messages.content` and `.raw`) in clear although HUIXI_MASTER_KEY
+    /// is set: by default a master key seals it too, so the database holds no chat in clear.
+    #[arg(long, env = "HUIXI_PLAINTEXT_MESSAGES")]
+    pub plaintext_messages: bool,
 }
 
 /// Where the queue is and which pool's settings apply.

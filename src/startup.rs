@@ -28,7 +28,8 @@ pub async fn store(settings: &Settings) -> anyhow::Result<Store> {
     };
     Ok(Store::connect(&settings.store.db)
         .await?
-        .with_master_key(key))
+        .with_master_key(key)
+        .with_plaintext_messages(settings.store.plaintext_messages))
 }
 
 /// The pool's definition and the queue it consumes.

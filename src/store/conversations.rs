@@ -94,7 +94,7 @@ impl Store {
         .await?
         {
             let (key, msgid) = (text(&r, 0)?, text(&r, 1)?);
-            let m = Message::parse(&text(&r, 2)?)
+            let m = Message::parse(&self.open_message(&text(&r, 2)?)?)
                 .map_err(|e| StoreError::Corrupt(format!("message {msgid}: {e}")))?;
             if let Some(c) = by_key.get_mut(key.as_str()) {
                 c.messages.push(m);

@@ -112,6 +112,10 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let ids: Vec<&str> = chunk.iter().map(|m| m.msgid.as_str()).collect();
         let stored = stored_raw(&mut tx, tenant, &ids).await?;
+        let stored: HashMap<String, String> = stored
+            .into_iter()
+            .map(|(id, raw)| Ok((id, self.open_message(&raw)?)))
+            .collect::<Result<_, StoreError>>()?;
         let mut out = Ingested::default();
         let mut fresh: Vec<&Message> = Vec::new();
         for m in chunk {
@@ -144,7 +148,8 @@ impl Store {
         let alerts = scan(&fresh, &earlier);
 
         let head = format!("{} INTO {MESSAGE_COLUMNS}", self.dialect.insert_ignore());
-        let rows = fresh.iter().map(|m| message_row(tenant, m)).collect();
+        let key = self.message_key();
+        let rows = fresh.iter().map(|m| message_row(tenant, m, key)).collect();
         if insert_rows(&mut tx, &head, rows).await? != fresh.len() as u64 {
             tx.rollback().await?;
             return Ok(None);

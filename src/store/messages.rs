@@ -17,7 +17,8 @@ impl Store {
         // One transaction per chunk: a crash loses at most an uncommitted chunk, which the next run
         // inserts again.
         for chunk in messages.chunks(2000) {
-            let rows = chunk.iter().map(|m| message_row(tenant, m)).collect();
+            let key = self.message_key();
+            let rows = chunk.iter().map(|m| message_row(tenant, m, key)).collect();
             let mut tx = self.pool.begin().await?;
             new += insert_rows(&mut tx, &head, rows).await?;
             tx.commit().await?;
@@ -30,8 +31,17 @@ impl Store {
 pub(super) const MESSAGE_COLUMNS: &str =
     "huixi_messages (tenant, msgid, conversation, action, sender, roomid, msgtime, msgtype, content, raw)";
 
-/// A message's row: the raw line, and the columns that find its conversation again.
-pub(super) fn message_row(tenant: &str, m: &Message) -> Vec<Value> {
+/// A message's row: the raw line, and the columns that find its conversation again; its text sealed
+/// with `key` when there is one.
+pub(super) fn message_row(
+    tenant: &str,
+    m: &Message,
+    key: Option<&crate::secrets::MasterKey>,
+) -> Vec<Value> {
+    let seal = |s: &str| match key {
+        Some(k) => k.seal_compact(s),
+        None => s.to_string(),
+    };
     let key = conversation_key(m).unwrap_or_else(|| format!("event:{}", m.from));
     vec![
         Value::from(tenant),
@@ -42,7 +52,7 @@ pub(super) fn message_row(tenant: &str, m: &Message) -> Vec<Value> {
         Value::from(m.roomid.as_str()),
         Value::Int(m.msgtime),
         Value::from(m.msgtype.as_str()),
-        Value::OptText(m.text.clone()),
-        Value::from(m.raw.as_str()),
+        Value::OptText(m.text.as_deref().map(seal)),
+        Value::Text(seal(&m.raw)),
     ]
 }

@@ -86,6 +86,9 @@ pub struct Store {
     dialect: Dialect,
     /// Seals secrets before they are stored ([`crate::secrets`]).
     key: Option<std::sync::Arc<crate::secrets::MasterKey>>,
+    /// Message text (`content`, `raw`) is stored sealed with `key`: the CRM's database then holds
+    /// no chat in clear.
+    seal_messages: bool,
 }
 
 impl Store {
@@ -176,6 +179,7 @@ impl Store {
             pool,
             dialect,
             key: None,
+            seal_messages: false,
         })
     }
 
@@ -183,7 +187,26 @@ impl Store {
     pub fn with_master_key(mut self, key: Option<crate::secrets::MasterKey>) -> Store {
         // Boxed: the cipher's key schedule is a kilobyte, and a store is cloned into every task.
         self.key = key.map(std::sync::Arc::new);
+        self.seal_messages = self.key.is_some();
         self
+    }
+
+    /// Keeps message text in clear even with a master key (the operator's choice: a CRM that
+    /// reads `huixi_messages` itself).
+    pub fn with_plaintext_messages(mut self, plaintext: bool) -> Store {
+        self.seal_messages = self.key.is_some() && !plaintext;
+        self
+    }
+
+    /// The key that seals message text, when messages are sealed.
+    fn message_key(&self) -> Option<&crate::secrets::MasterKey> {
+        self.key.as_deref().filter(|_| self.seal_messages)
+    }
+
+    /// A stored message line, opened.
+    fn open_message(&self, stored: &str) -> Result<String, StoreError> {
+        crate::secrets::open(self.key.as_deref(), stored)
+            .map_err(|e| StoreError::Corrupt(format!("message text: {e}")))
     }
 }
 

@@ -72,7 +72,10 @@ impl Store {
                     &text(r, 0)?,
                     &text(r, 1)?,
                     None,
-                    optional_text(r, 2)?.as_deref(),
+                    optional_text(r, 2)?
+                        .map(|c| self.open_message(&c))
+                        .transpose()?
+                        .as_deref(),
                 ))
             })
             .collect::<Result<_, StoreError>>()?;

@@ -349,3 +349,76 @@ fn a_msgtime_past_any_calendar_is_one_rejected_line_not_a_stopped_batch() {
         );
     }
 }
+
+/// With HUIXI_MASTER_KEY, message text is stored sealed — no chat in clear in the database — and the
+/// analysis is the same as without it; --plaintext-messages keeps it readable for a CRM that wants
+/// it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_master_key_seals_message_text_at_rest_and_changes_no_result() {
+    let key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let sample = sample_archive().display().to_string();
+    let run = |db: &str, env: &[(&str, &str)], extra: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_huixi"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("HUIXI_") {
+                cmd.env_remove(k);
+            }
+        }
+        let out = cmd
+            .args(["analyze", &sample, "--db", db, "--json"])
+            .args(extra)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let (plain, sealed, opted) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let (plain, sealed, opted) = (
+        sqlite_url(plain.path()),
+        sqlite_url(sealed.path()),
+        sqlite_url(opted.path()),
+    );
+    run(&plain, &[], &[]);
+    run(&sealed, &[("HUIXI_MASTER_KEY", key)], &[]);
+    run(
+        &opted,
+        &[("HUIXI_MASTER_KEY", key)],
+        &["--plaintext-messages"],
+    );
+    let text = ["SELECT content, raw FROM huixi_messages ORDER BY msgid"];
+    let rows = rows_of(&sealed, &text).await;
+    assert!(!rows.is_empty());
+    for r in &rows {
+        let cells: Vec<&str> = r.split(" | ").collect();
+        for c in cells {
+            assert!(
+                c == "None" || c.starts_with("enc:v2:") || c.starts_with("Some(\"enc:v2:"),
+                "in clear: {c}"
+            );
+        }
+    }
+    assert!(rows_of(&opted, &text)
+        .await
+        .iter()
+        .all(|r| r.contains("\"msgid\"")));
+    let results = [
+        "SELECT id, input_hash, result FROM huixi_sessions ORDER BY id",
+        "SELECT session_id, msgid, kind, word, text FROM huixi_alerts ORDER BY session_id, msgid, kind, word",
+    ];
+    assert_eq!(
+        rows_of(&plain, &results).await,
+        rows_of(&sealed, &results).await
+    );
+    // A re-run on the sealed store reads what it sealed: nothing to write.
+    let before = dump(&sealed).await;
+    run(&sealed, &[("HUIXI_MASTER_KEY", key)], &[]);
+    assert_eq!(before, dump(&sealed).await);
+}

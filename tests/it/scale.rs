@@ -135,6 +135,13 @@ const HOT: &[&str] = &[
     "SELECT id FROM huixi_jobs WHERE queue = ? AND state = 'leased' AND lease_until < ? ORDER BY priority DESC, fair_rank, id LIMIT 1",
     "SELECT fair_rank FROM huixi_jobs WHERE queue = ? AND state = 'ready' AND priority = ? AND available_at <= ? ORDER BY priority DESC, fair_rank, id LIMIT 1",
     "SELECT last_rank FROM huixi_job_ranks WHERE queue = ? AND priority = ? AND tenant = ?",
+    // Messages arriving one by one (issue 17): the store's copy of each msgid, the flags of a
+    // recalled message, the real-time alerts a session adopts, the idle schedule.
+    "SELECT msgid, raw FROM huixi_messages WHERE tenant = ? AND msgid IN (?, ?, ?)",
+    "SELECT msgid, severity, word, text FROM huixi_alerts WHERE tenant = ? AND msgid IN (?, ?) AND kind IN ('sensitive', 'pii', 'handoff') ORDER BY id",
+    "SELECT once_key FROM huixi_alerts WHERE tenant = ? AND once_key IN (?, ?) AND session_id = ''",
+    "UPDATE huixi_alerts SET session_id = ? WHERE tenant = ? AND once_key = ? AND session_id = ''",
+    "DELETE FROM huixi_pending_analysis WHERE tenant = ? AND conversation = ? AND due_at = ?",
 ];
 
 /// Queries whose answer is one row of the tenant by design: an aggregate the index answers at its
@@ -144,6 +151,7 @@ const ONE_ROW_OF_THE_TENANT: &[&str] = &[
     "SELECT id, tenant, customer FROM huixi_stale_customers HINT WHERE tenant = ? ORDER BY tenant, id LIMIT 100",
     "SELECT tenant FROM huixi_webhooks WHERE tenant = ?",
     "SELECT MAX(last_rank) FROM huixi_job_ranks WHERE queue = ? AND priority = ?",
+    "SELECT tenant, conversation, due_at FROM huixi_pending_analysis WHERE due_at <= ? ORDER BY due_at LIMIT 500",
 ];
 
 /// A store with the shared archive analysed, and a backlog of jobs in the embedded queue.
