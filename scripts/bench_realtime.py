@@ -55,7 +55,7 @@ class Receiver:
                 now = time.monotonic()
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 if self.headers.get("x-huixi-event") == "alert.created":
-                    msgid = json.loads(body)["alert"]["msgid"]
+                    msgid = json.loads(body)["msgid"]
                     with outer.lock:
                         outer.arrivals.setdefault(msgid, now)
                 self.send_response(200)

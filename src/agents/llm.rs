@@ -617,9 +617,11 @@ fn combined_schema(group: &[&AgentDef]) -> Value {
     })
 }
 
-/// The schema sent to the endpoint: structure only. OpenAI's strict mode rejects some validation
-/// keywords; huixi checks those itself against the full schema. Strict mode also wants every property
-/// required: an optional one (a finding's `chunks`) is asked for always, and may be left empty.
+/// The schema sent to the endpoint: structure, with the validation keywords OpenAI's strict mode
+/// rejects moved into the field's `description` in words ("at least 1"), so that a model obeying
+/// the schema it is sent also meets the one huixi checks the answer against (an answer that does
+/// not still gets the repair round). Strict mode also wants every property required: an optional
+/// one (a finding's `chunks`) is asked for always, and may be left empty.
 fn strict_subset(schema: &Value) -> Value {
     const DROP: &[&str] = &[
         "minimum",
@@ -639,8 +641,30 @@ fn strict_subset(schema: &Value) -> Value {
             let mut out: serde_json::Map<String, Value> = map
                 .iter()
                 .filter(|(k, _)| !DROP.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), strict_subset(v)))
+                .map(|(k, v)| match (k.as_str(), v) {
+                    // Property names are names, not keywords: a field called `format` stays.
+                    ("properties", Value::Object(props)) => {
+                        let props = props
+                            .iter()
+                            .map(|(name, s)| (name.clone(), strict_subset(s)))
+                            .collect();
+                        (k.clone(), Value::Object(props))
+                    }
+                    _ => (k.clone(), strict_subset(v)),
+                })
                 .collect();
+            let said: Vec<String> = DROP
+                .iter()
+                .filter_map(|k| map.get(*k).map(|v| constraint_in_words(k, v)))
+                .collect();
+            if !said.is_empty() {
+                let before = map.get("description").and_then(Value::as_str).unwrap_or("");
+                let sep = if before.is_empty() { "" } else { " " };
+                out.insert(
+                    "description".into(),
+                    Value::String(format!("{before}{sep}({})", said.join("; "))),
+                );
+            }
             if let (Some(Value::Object(props)), Some(_)) =
                 (map.get("properties"), map.get("required"))
             {
@@ -653,6 +677,28 @@ fn strict_subset(schema: &Value) -> Value {
         }
         Value::Array(items) => Value::Array(items.iter().map(strict_subset).collect()),
         other => other.clone(),
+    }
+}
+
+/// A validation keyword as a model reads it.
+fn constraint_in_words(keyword: &str, value: &Value) -> String {
+    let v = match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match keyword {
+        "minimum" => format!("at least {v}"),
+        "maximum" => format!("at most {v}"),
+        "exclusiveMinimum" => format!("more than {v}"),
+        "exclusiveMaximum" => format!("less than {v}"),
+        "multipleOf" => format!("a multiple of {v}"),
+        "minLength" => format!("at least {v} characters"),
+        "maxLength" => format!("at most {v} characters"),
+        "pattern" => format!("matching the regular expression {v}"),
+        "format" => format!("in {v} format"),
+        "minItems" => format!("at least {v} items"),
+        "maxItems" => format!("at most {v} items"),
+        other => format!("{other} {v}"),
     }
 }
 
@@ -674,8 +720,23 @@ mod tests {
         let s = json!({"type": "object", "properties": {"score": {"type": "number", "minimum": 0, "maximum": 100}},
                        "required": ["score"], "additionalProperties": false});
         let t = strict_subset(&s);
-        assert_eq!(t["properties"]["score"], json!({"type": "number"}));
+        assert_eq!(
+            t["properties"]["score"],
+            json!({"type": "number", "description": "(at least 0; at most 100)"})
+        );
+        // A bound the validator enforces reaches the model in words, beside the field's own text.
+        let mentions = json!({"type": "integer", "minimum": 1, "description": "times named"});
+        assert_eq!(
+            strict_subset(&mentions),
+            json!({"type": "integer", "description": "times named (at least 1)"})
+        );
         assert_eq!(t["required"], json!(["score"]));
+        let named = json!({"type": "object", "properties": {"format": {"type": "string"}},
+                           "required": ["format"], "additionalProperties": false});
+        assert_eq!(
+            strict_subset(&named)["properties"]["format"],
+            json!({"type": "string"})
+        );
         let optional = json!({"type": "object", "properties": {"a": {"type": "string"}, "chunks": {"type": "array"}},
                               "required": ["a"], "additionalProperties": false});
         assert_eq!(strict_subset(&optional)["required"], json!(["a", "chunks"]));

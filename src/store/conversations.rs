@@ -515,10 +515,20 @@ async fn commit_one(
                 serde_json::json!({"tenant": tenant, "session": meta.id, "result": s.result});
             rows.events
                 .push((tenant.to_string(), "session.analysed", event));
-            for (_, a) in s.alerts.iter().enumerate().filter(|(i, a)| {
-                a.severity == crate::sensitive::Severity::High && !announced.contains(i)
-            }) {
-                let event = serde_json::json!({"tenant": tenant, "alert": a});
+            // The session's high alerts not announced on arrival, in one event: a session is one
+            // thing for a supervisor to look at.
+            let high: Vec<&Alert> = s
+                .alerts
+                .iter()
+                .enumerate()
+                .filter(|(i, a)| {
+                    a.severity == crate::sensitive::Severity::High && !announced.contains(i)
+                })
+                .map(|(_, a)| a)
+                .collect();
+            if !high.is_empty() {
+                let event =
+                    serde_json::json!({"tenant": tenant, "session": meta.id, "alerts": high});
                 rows.events.push((tenant.to_string(), "alert.high", event));
             }
         }

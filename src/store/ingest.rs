@@ -171,26 +171,32 @@ impl Store {
                 .filter_map(|m| conversation_key(m).map(|c| (m.msgid.as_str(), c)))
                 .collect();
             let received_at = now_ms();
-            // High-severity alerts first: the delivery loop sends a tenant's events in id order.
-            let mut ordered: Vec<&Alert> = alerts.iter().collect();
-            ordered.sort_by_key(|a| std::cmp::Reverse(a.severity));
-            let events = ordered
-                .into_iter()
-                .map(|a| {
+            // One event per message and tier: a message's high alerts go together to the
+            // supervisors' channel, ahead of the rest (the delivery loop takes a tenant's events in
+            // id order), and its other alerts together after them.
+            let mut events = Vec::new();
+            for high in [true, false] {
+                let mut by_message: Vec<(&str, Vec<&Alert>)> = Vec::new();
+                for a in alerts
+                    .iter()
+                    .filter(|a| (a.severity == Severity::High) == high)
+                {
+                    match by_message.iter_mut().find(|(m, _)| *m == a.msgid) {
+                        Some((_, list)) => list.push(a),
+                        None => by_message.push((a.msgid.as_str(), vec![a])),
+                    }
+                }
+                for (msgid, list) in by_message {
                     let payload = serde_json::json!({
                         "tenant": tenant,
-                        "conversation": conversations.get(a.msgid.as_str()),
+                        "conversation": conversations.get(msgid),
+                        "msgid": msgid,
                         "received_at": received_at,
-                        "alert": a,
+                        "alerts": list,
                     });
-                    let channel = if a.severity == Severity::High {
-                        "high"
-                    } else {
-                        ""
-                    };
-                    (channel, "alert.created", payload)
-                })
-                .collect();
+                    events.push((if high { "high" } else { "" }, "alert.created", payload));
+                }
+            }
             super::webhooks::insert_channel_events(&mut tx, tenant, events).await?;
         }
         if let Some(idle_gap_ms) = idle_gap_ms {

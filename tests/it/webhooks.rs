@@ -149,3 +149,76 @@ async fn after_a_secret_rotation_both_secrets_sign_and_dead_events_are_listed_an
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sessions_high_alerts_are_announced_in_one_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_url(dir.path());
+    let admin_token = token(&db, &["--admin"]);
+    let (mut child, base) = spawn_serve(
+        Command::new(env!("CARGO_BIN_EXE_huixi"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--db", &db])
+            .arg("--webhook-allow-private"),
+    );
+    let (hook, seen) = receiver().await;
+    let body = json!({"url": hook, "secret": "a-secret-0123456789abc"});
+    let (status, _) = admin(
+        &base,
+        &admin_token,
+        "PUT",
+        "/admin/tenants/default/webhook",
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 204);
+    // Files analysed as a batch: alerts raised by the sessions' analysis, not on arrival.
+    let sample = sample_archive().display().to_string();
+    stdout_json(&huixi(&["analyze", &sample, "--db", &db, "--json"]));
+    let per_session = rows_of(
+        &db,
+        &["SELECT session_id, COUNT(*) FROM huixi_alerts WHERE severity = 'high' GROUP BY session_id ORDER BY session_id"],
+    )
+    .await;
+    assert!(per_session.len() >= 2, "{per_session:?}");
+    eventually(30, "every session's alert.high", || {
+        let seen = seen.clone();
+        let want = per_session.len();
+        async move {
+            let got: Vec<Value> = seen
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(h, _, _)| h["x-huixi-event"] == "alert.high")
+                .map(|(_, b, _)| serde_json::from_str(b).unwrap())
+                .collect();
+            (got.len() >= want).then_some(())
+        }
+    })
+    .await;
+    // A moment more, for any second announcement to show.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let events: Vec<Value> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(h, _, _)| h["x-huixi-event"] == "alert.high")
+        .map(|(_, b, _)| serde_json::from_str(b).unwrap())
+        .collect();
+    let mut got: Vec<String> = events
+        .iter()
+        .map(|e| {
+            format!(
+                "{} | {}",
+                e["session"].as_str().unwrap(),
+                e["alerts"].as_array().unwrap().len()
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got, per_session,
+        "one event per session, holding all its high alerts"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
