@@ -109,7 +109,7 @@ impl Store {
         scan: &Scan<'_>,
         page: Option<&PageCommit>,
     ) -> Result<Option<Ingested>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let ids: Vec<&str> = chunk.iter().map(|m| m.msgid.as_str()).collect();
         let stored = stored_raw(&mut tx, tenant, &ids).await?;
         let stored: HashMap<String, String> = stored

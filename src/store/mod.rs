@@ -198,6 +198,17 @@ impl Store {
         self
     }
 
+    /// A transaction that reads before it writes. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): a deferred one that read first and then found another process had
+    /// written meanwhile fails at its first write with "database is locked", where an immediate
+    /// one waits its turn. MariaDB's row locks need nothing of the kind.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::MySql => self.pool.begin().await?,
+        })
+    }
+
     /// The key that seals message text, when messages are sealed.
     fn message_key(&self) -> Option<&crate::secrets::MasterKey> {
         self.key.as_deref().filter(|_| self.seal_messages)

@@ -76,7 +76,7 @@ impl Store {
         high_url: Option<&str>,
         secret: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let old = sqlx::query(
             "SELECT secret, previous_secret, previous_until FROM huixi_webhooks WHERE tenant = ?",
         )

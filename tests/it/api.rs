@@ -1054,3 +1054,244 @@ async fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
     let (status, _) = s.call("GET", "/healthz", None, None).await;
     assert_eq!(status, 200);
 }
+
+/// An OpenAPI 3.0 schema as JSON Schema: `nullable` becomes a null type, so that a validator
+/// reads it as the spec means it.
+fn json_schema(v: &Value) -> Value {
+    match v {
+        Value::Object(map) => {
+            let mut out: serde_json::Map<String, Value> = map
+                .iter()
+                .filter(|(k, _)| k.as_str() != "nullable")
+                .map(|(k, v)| (k.clone(), json_schema(v)))
+                .collect();
+            if map.get("nullable") == Some(&Value::Bool(true)) {
+                if let Some(Value::String(t)) = map.get("type") {
+                    out.insert("type".into(), json!([t, "null"]));
+                }
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(json_schema).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Real answers of the server, errors included, each checked against what `/openapi.json` says
+/// of its route, method and status: the status is documented, and a JSON body fits its schema.
+#[tokio::test(flavor = "multi_thread")]
+async fn real_responses_match_the_openapi_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&sqlite_url(dir.path()));
+    s.wait_for_batch().await;
+    let (_, doc) = s.call("GET", "/openapi.json", None, None).await;
+    let components = json_schema(&doc["components"]);
+    let (_, sessions) = s.get("/v1/sessions", &s.a).await;
+    let session = sessions["items"][0]["session"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let customer = "wmCustA";
+    // Profiles are folded after their sessions are committed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.get(&format!("/v1/customers/{customer}"), &s.a).await.0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the profile of {customer} was not folded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let line = json!({"msgid": "spec-1", "action": "send", "from": "wmX", "tolist": ["staff1"],
+        "roomid": "", "msgtime": 1_795_136_400_000_i64, "msgtype": "text", "text": {"content": "你好"}});
+    // (route as the spec names it, method, path called, token, body, status expected)
+    let a = Some(s.a.as_str());
+    let admin = Some(s.admin.as_str());
+    type Case<'a> = (&'a str, &'a str, String, Option<&'a str>, Option<String>, u16);
+    let cases: Vec<Case> = vec![
+        (
+            "/v1/sessions",
+            "get",
+            "/v1/sessions?limit=2".into(),
+            a,
+            None,
+            200,
+        ),
+        (
+            "/v1/sessions",
+            "get",
+            "/v1/sessions".into(),
+            None,
+            None,
+            401,
+        ),
+        (
+            "/v1/sessions",
+            "get",
+            "/v1/sessions".into(),
+            admin,
+            None,
+            403,
+        ),
+        (
+            "/v1/sessions/{id}",
+            "get",
+            format!("/v1/sessions/{session}"),
+            a,
+            None,
+            200,
+        ),
+        (
+            "/v1/sessions/{id}",
+            "get",
+            "/v1/sessions/s_nope".into(),
+            a,
+            None,
+            404,
+        ),
+        (
+            "/v1/sessions/{id}/metrics",
+            "get",
+            format!("/v1/sessions/{session}/metrics"),
+            a,
+            None,
+            200,
+        ),
+        (
+            "/v1/alerts",
+            "get",
+            "/v1/alerts?limit=3".into(),
+            a,
+            None,
+            200,
+        ),
+        (
+            "/v1/alerts",
+            "get",
+            "/v1/alerts?severity=urgent".into(),
+            a,
+            None,
+            400,
+        ),
+        (
+            "/v1/reanalyze",
+            "post",
+            "/v1/reanalyze".into(),
+            a,
+            Some(json!({"session": session}).to_string()),
+            202,
+        ),
+        (
+            "/v1/reanalyze",
+            "post",
+            "/v1/reanalyze".into(),
+            a,
+            Some("{".into()),
+            400,
+        ),
+        ("/v1/settings", "get", "/v1/settings".into(), a, None, 200),
+        ("/v1/agents", "get", "/v1/agents".into(), a, None, 200),
+        (
+            "/v1/customers/{id}",
+            "get",
+            format!("/v1/customers/{customer}"),
+            a,
+            None,
+            200,
+        ),
+        (
+            "/v1/customers/{id}",
+            "get",
+            "/v1/customers/wmNobody".into(),
+            a,
+            None,
+            404,
+        ),
+        (
+            "/v1/duplicates",
+            "get",
+            "/v1/duplicates".into(),
+            a,
+            None,
+            200,
+        ),
+        ("/v1/metrics", "get", "/v1/metrics".into(), a, None, 200),
+        (
+            "/v1/messages",
+            "post",
+            "/v1/messages".into(),
+            a,
+            Some(format!("{line}\nnot json\n")),
+            200,
+        ),
+        ("/v1/wecom", "get", "/v1/wecom".into(), a, None, 404),
+        (
+            "/v1/media/{msgid}",
+            "get",
+            "/v1/media/spec-1".into(),
+            a,
+            None,
+            404,
+        ),
+        (
+            "/admin/tenants/{tenant}/webhook/dead",
+            "get",
+            "/admin/tenants/default/webhook/dead".into(),
+            admin,
+            None,
+            200,
+        ),
+        (
+            "/admin/tenants/{tenant}/webhook",
+            "put",
+            "/admin/tenants/default/webhook".into(),
+            admin,
+            Some(json!({"url": "http://127.0.0.1:9/h", "secret": "short"}).to_string()),
+            400,
+        ),
+        (
+            "/admin/tokens",
+            "post",
+            "/admin/tokens".into(),
+            admin,
+            Some(json!({"tenant": "other"}).to_string()),
+            201,
+        ),
+        ("/healthz", "get", "/healthz".into(), None, None, 200),
+        ("/readyz", "get", "/readyz".into(), None, None, 200),
+    ];
+    let mut failures = Vec::new();
+    for (route, method, path, token, body, want) in cases {
+        let (status, value) = s.call(&method.to_uppercase(), &path, token, body).await;
+        let what = format!("{} {path} → {status}", method.to_uppercase());
+        if status != want {
+            failures.push(format!("{what}: expected {want}: {value}"));
+            continue;
+        }
+        let Some(response) = doc["paths"][route][method]["responses"].get(status.to_string())
+        else {
+            failures.push(format!("{what}: status not in the document"));
+            continue;
+        };
+        if let Some(schema) = response.pointer("/content/application~1json/schema") {
+            let mut root = json_schema(schema);
+            root.as_object_mut()
+                .unwrap()
+                .insert("components".into(), components.clone());
+            let validator = jsonschema::validator_for(&root).unwrap();
+            for e in validator.iter_errors(&value) {
+                failures.push(format!("{what}: {e} at {}", e.instance_path()));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // And the check bites: a page whose items are not sessions does not pass.
+    let schema = &doc["paths"]["/v1/sessions"]["get"]["responses"]["200"]["content"]
+        ["application/json"]["schema"];
+    let mut root = json_schema(schema);
+    root.as_object_mut()
+        .unwrap()
+        .insert("components".into(), components.clone());
+    let validator = jsonschema::validator_for(&root).unwrap();
+    assert!(!validator.is_valid(&json!({"items": [{"session": 5}], "limit": 1, "offset": 0})));
+    assert!(!validator.is_valid(&json!({"items": [], "limit": "one", "offset": 0})));
+}
