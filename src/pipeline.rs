@@ -151,7 +151,11 @@ pub async fn analyze(
         loading = groups.get(i + 1).map(|g| load(g));
         let mut outs = Vec::with_capacity(group.len());
         for (key, stored) in group.iter().zip(&stored) {
-            let out = analyse(store, tenants.kb(), tenant, Some(run), key, stored)
+            let why = Occasion {
+                run: Some(run),
+                asked: false,
+            };
+            let out = analyse(store, tenants.kb(), tenant, why, key, stored)
                 .instrument(conversation_span(tenant_id, key))
                 .await?;
             outs.push(out);
@@ -220,16 +224,21 @@ pub async fn analyze(
 /// read again, the rest reused. Running it twice, or concurrently, writes each session once: that is
 /// what lets a queue deliver a job more than once. The profiles of the customers the commit changed
 /// are left stale for [`fold_stale`].
+///
+/// `asked`: someone asked for this analysis (the on-demand lane), so model answers given up on
+/// after [`MODEL_TRIES`] are tried once more.
 pub async fn analyze_conversation(
     tenants: &Tenants,
     tenant: &Tenant,
     run: Option<i64>,
     key: &str,
+    asked: bool,
 ) -> anyhow::Result<(ConversationOutput, Committed)> {
     let store = tenants.store();
     async {
         let stored = store.load_conversation(&tenant.id, key, None).await?;
-        let out = analyse(store, tenants.kb(), tenant, run, key, &stored).await?;
+        let why = Occasion { run, asked };
+        let out = analyse(store, tenants.kb(), tenant, why, key, &stored).await?;
         let committed = store
             .commit_conversation(&out)
             .await
@@ -245,13 +254,21 @@ fn conversation_span(tenant: &str, key: &str) -> tracing::Span {
     tracing::info_span!("analyze_conversation", tenant = %tenant, conversation = %key)
 }
 
+/// What an analysis is for: the run it belongs to (for the usage ledger), and whether someone asked
+/// for it (then model answers given up on are tried once more).
+#[derive(Debug, Clone, Copy)]
+struct Occasion {
+    run: Option<i64>,
+    asked: bool,
+}
+
 /// The analysis of a loaded conversation: [`analysis::run`] offline; with a model, the sessions whose
 /// inputs changed are read by it between the core's steps.
 async fn analyse(
     store: &Store,
     kb: Option<&Knowledge>,
     tenant: &Tenant,
-    run: Option<i64>,
+    why: Occasion,
     key: &str,
     stored: &StoredConversation,
 ) -> anyhow::Result<ConversationOutput> {
@@ -268,7 +285,7 @@ async fn analyse(
             let sessions = analysis::sessions(&cfg, stored);
             let mut readings = Vec::with_capacity(sessions.len());
             for session in &sessions {
-                readings.push(read_with_model(store, llm, kb, &cfg, stored, session, run).await?);
+                readings.push(read_with_model(store, llm, kb, &cfg, stored, session, why).await?);
             }
             analysis::finish(&cfg, key, stored, sessions, readings)
         }
@@ -291,7 +308,7 @@ async fn read_with_model(
     cfg: &analysis::Config<'_>,
     stored: &StoredConversation,
     session: &crate::archive::Session,
-    run: Option<i64>,
+    why: Occasion,
 ) -> anyhow::Result<Reading> {
     let passages = match kb {
         Some(kb) => kb.passages(cfg.tenant, session).await?,
@@ -307,7 +324,7 @@ async fn read_with_model(
         crate::digest::failed_tries(&s.input_hash, &hash).map(|n| (n, s.input_hash.clone()))
     });
     if let Some((n, stored_hash)) = &tries {
-        if *n >= MODEL_TRIES {
+        if *n >= MODEL_TRIES && !why.asked {
             if let Some((result, alerts)) = analysis::reuse(stored, session, stored_hash) {
                 tracing::debug!(session = %session.id, tries = n, "model answers given up on");
                 return Ok(Reading::Unchanged(result, alerts));
@@ -318,7 +335,7 @@ async fn read_with_model(
     let (offline, alerts) = analysis::read_offline(cfg, session);
     let (result, mut usage) = llm.analyse(cfg.tenant, session, &offline, &passages).await;
     for u in &mut usage {
-        u.run_id = run;
+        u.run_id = why.run;
     }
     store.record_usage(&usage).await?;
     for u in &usage {

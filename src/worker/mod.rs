@@ -339,9 +339,16 @@ async fn run_job(
         let outcome = async {
             // Looked up per job: any worker serves any tenant, with that tenant's configuration.
             let tenant = ctx.tenants.get(&job.tenant).await?;
-            let (out, committed) =
-                pipeline::analyze_conversation(&ctx.tenants, &tenant, None, &job.conversation)
-                    .await?;
+            // A person asking is a reason to ask the model again about answers given up on.
+            let asked = job.lane == Lane::OnDemand;
+            let (out, committed) = pipeline::analyze_conversation(
+                &ctx.tenants,
+                &tenant,
+                None,
+                &job.conversation,
+                asked,
+            )
+            .await?;
             if job.lane == Lane::OnDemand {
                 pipeline::refresh_now(&ctx.tenants, &tenant, &out.customers()).await?;
             }

@@ -1106,7 +1106,14 @@ async fn real_responses_match_the_openapi_document() {
     // (route as the spec names it, method, path called, token, body, status expected)
     let a = Some(s.a.as_str());
     let admin = Some(s.admin.as_str());
-    type Case<'a> = (&'a str, &'a str, String, Option<&'a str>, Option<String>, u16);
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        String,
+        Option<&'a str>,
+        Option<String>,
+        u16,
+    );
     let cases: Vec<Case> = vec![
         (
             "/v1/sessions",

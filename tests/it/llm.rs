@@ -205,6 +205,49 @@ async fn an_answer_still_invalid_after_repair_is_a_recorded_failure_retried_next
             "the failure stays on record: {r:#}"
         );
     }
+    // Someone asks for one session again (the on-demand lane): the model is asked once more about
+    // that session only (summary and its repair), and the batch still leaves it given up.
+    let session = again["results"][0]["session"].as_str().unwrap().to_string();
+    let out = huixi_async(vec![
+        "enqueue".into(),
+        "--session".into(),
+        session,
+        "--db".into(),
+        db.clone(),
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = huixi_async(vec![
+        "worker".into(),
+        "--drain".into(),
+        "--db".into(),
+        db.clone(),
+        "--llm-base-url".into(),
+        mock.base_url(),
+        "--llm-model".into(),
+        "mock-model".into(),
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        mock.count() - after_three,
+        2,
+        "asked: one more try of that session"
+    );
+    analyze(&mock, &db, &fixture_str("mixed.jsonl"), &[]).await;
+    assert_eq!(
+        mock.count() - after_three,
+        2,
+        "and given up again for the batch"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
