@@ -18,6 +18,14 @@ from each request leaving to its `alert.created` webhook arriving. Reproduce wit
    over every alert of the run, and the requests' own latency (send → response) beside it as the
    baseline: the alert path's p99 divided by the request path's p99 shows what the outbox adds.
 
+With --bulk ARCHIVE, the ingest path's throughput instead: the archive POSTed to /v1/messages in
+requests of --batch lines, one after the other, on a fresh store per binary; beside it `huixi enqueue
+ARCHIVE` (the same path from a file) and, with --baseline BIN, the baseline binary's `huixi enqueue`
+(before issue 17 it stored messages without scanning them):
+
+    python3 scripts/bench_realtime.py --huixi target/release/huixi --baseline /tmp/base/huixi \
+        --bulk /tmp/huixi-bench-scale/archive-sessions100000-….jsonl --stores sqlite,mariadb
+
 Nothing is timed against a threshold: the script prints a Markdown table (and --json-out the figures).
 """
 import argparse
@@ -168,6 +176,63 @@ def bench(huixi, store, args, workdir):
             subprocess.run(["mariadb", "-uroot", "-h127.0.0.1", "-e", f"DROP DATABASE {drop}"], check=False)
 
 
+def fresh_store(store, workdir, tag):
+    if store == "sqlite":
+        return f"sqlite://{os.path.join(workdir, tag + '.db')}", None
+    name = f"bench_rt_{tag}_{os.getpid()}"
+    subprocess.run(["mariadb", "-uroot", "-h127.0.0.1", "-e", f"CREATE DATABASE {name}"], check=True)
+    return f"mysql://root@127.0.0.1:3306/{name}", name
+
+
+def drop_store(name):
+    if name:
+        subprocess.run(["mariadb", "-uroot", "-h127.0.0.1", "-e", f"DROP DATABASE {name}"], check=False)
+
+
+def bulk(huixi, baseline, store, args, workdir):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUIXI_")}
+    env["RUST_LOG"] = "warn"
+    with open(args.bulk, "rb") as f:
+        lines = [l for l in f.read().split(b"\n") if l.strip()]
+    rows = []
+    # The API: requests of --batch lines, one after the other.
+    db, name = fresh_store(store, workdir, "api")
+    tenant = json.loads(run(huixi, ["token", "create", "--tenant", "bench", "--db", db], env))["token"]
+    serve = subprocess.Popen([huixi, "serve", "--listen", "127.0.0.1:0", "--db", db, "--no-worker"],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    base = serve.stdout.readline().strip().removeprefix("listening on ")
+    try:
+        accepted = alerts = 0
+        t0 = time.monotonic()
+        for i in range(0, len(lines), args.batch):
+            body = b"\n".join(lines[i:i + args.batch]) + b"\n"
+            status, answer = request("POST", f"{base}/v1/messages", tenant, body, "application/x-ndjson")
+            report = json.loads(answer)
+            accepted += report["accepted"]
+            alerts += report["alerts"]
+        secs = time.monotonic() - t0
+        rows.append({"store": store, "path": "POST /v1/messages", "binary": huixi, "messages": accepted,
+                     "alerts": alerts, "seconds": secs, "per_s": accepted / secs})
+    finally:
+        serve.terminate()
+        serve.wait()
+        drop_store(name)
+    # The same archive from a file, by each binary.
+    for label, binary in (("huixi enqueue", huixi), ("huixi enqueue (baseline)", baseline)):
+        if not binary:
+            continue
+        db, name = fresh_store(store, workdir, "enq")
+        try:
+            t0 = time.monotonic()
+            run(binary, ["enqueue", args.bulk, "--db", db, "--tenant", "bench"], env)
+            secs = time.monotonic() - t0
+            rows.append({"store": store, "path": label, "binary": binary, "messages": len(lines),
+                         "seconds": secs, "per_s": len(lines) / secs})
+        finally:
+            drop_store(name)
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--huixi", default="target/release/huixi")
@@ -178,7 +243,25 @@ def main():
     ap.add_argument("--alert-every", type=int, default=10, help="every Nth message is a hand-off")
     ap.add_argument("--stores", default="sqlite", help="sqlite,mariadb")
     ap.add_argument("--json-out")
+    ap.add_argument("--bulk", help="an archive to push through the ingest path as fast as it goes")
+    ap.add_argument("--batch", type=int, default=5000, help="lines per request with --bulk")
+    ap.add_argument("--baseline", help="with --bulk: a binary whose `huixi enqueue` runs beside")
     args = ap.parse_args()
+    if args.bulk:
+        rows = []
+        with tempfile.TemporaryDirectory() as work:
+            for store in args.stores.split(","):
+                rows.extend(bulk(args.huixi, args.baseline, store, args, work))
+        print("| store | path | messages | seconds | messages/s | × enqueue (baseline) |")
+        print("|---|---|---|---|---|---|")
+        for r in rows:
+            base = next((b for b in rows if b["store"] == r["store"] and b["path"] == "huixi enqueue (baseline)"), None)
+            ratio = f"{r['seconds'] / base['seconds']:.2f}×" if base else "–"
+            print(f"| {r['store']} | {r['path']} | {r['messages']} | {r['seconds']:.1f} | {r['per_s']:.0f} | {ratio} |")
+        if args.json_out:
+            with open(args.json_out, "w") as f:
+                json.dump(rows, f, indent=2)
+        return
     results = []
     with tempfile.TemporaryDirectory() as work:
         for store in args.stores.split(","):

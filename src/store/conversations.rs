@@ -384,16 +384,24 @@ impl Rows {
         )
         .await?;
         insert_rows(tx, &format!("{ALERT_INSERT} VALUES __"), self.alerts).await?;
+        // One statement per session (a few hundred keys at most each), not one per alert.
+        let mut by_session: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for (session, key) in &self.adopted {
-            sqlx::query(
-                "UPDATE huixi_alerts SET session_id = ? WHERE tenant = ? AND once_key = ? \
-                 AND session_id = ''",
-            )
-            .bind(session)
-            .bind(tenant)
-            .bind(key)
-            .execute(&mut **tx)
-            .await?;
+            by_session.entry(session).or_default().push(key);
+        }
+        for (session, keys) in by_session {
+            for part in keys.chunks(500) {
+                let sql = format!(
+                    "UPDATE huixi_alerts SET session_id = ? WHERE tenant = ? AND once_key IN ({}) \
+                     AND session_id = ''",
+                    vec!["?"; part.len()].join(", ")
+                );
+                let mut q = sqlx::query(&sql).bind(session).bind(tenant);
+                for key in part {
+                    q = q.bind(*key);
+                }
+                q.execute(&mut **tx).await?;
+            }
         }
         insert_rows(
             tx,

@@ -140,7 +140,7 @@ const HOT: &[&str] = &[
     "SELECT msgid, raw FROM huixi_messages WHERE tenant = ? AND msgid IN (?, ?, ?)",
     "SELECT msgid, severity, word, text FROM huixi_alerts WHERE tenant = ? AND msgid IN (?, ?) AND kind IN ('sensitive', 'pii', 'handoff') ORDER BY id",
     "SELECT once_key FROM huixi_alerts WHERE tenant = ? AND once_key IN (?, ?) AND session_id = ''",
-    "UPDATE huixi_alerts SET session_id = ? WHERE tenant = ? AND once_key = ? AND session_id = ''",
+    "UPDATE huixi_alerts SET session_id = ? WHERE tenant = ? AND once_key IN (?, ?) AND session_id = ''",
     "DELETE FROM huixi_pending_analysis WHERE tenant = ? AND conversation = ? AND due_at = ?",
 ];
 
