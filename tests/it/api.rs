@@ -20,15 +20,6 @@ struct Server {
     http: reqwest::Client,
 }
 
-fn token(db: &str, args: &[&str]) -> String {
-    let mut all = vec!["token", "create", "--db", db];
-    all.extend(args);
-    stdout_json(&huixi(&all))["token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 impl Server {
     fn start(db: &str) -> Server {
         let sample = sample_archive().display().to_string();

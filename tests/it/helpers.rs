@@ -33,6 +33,16 @@ pub fn huixi(args: &[&str]) -> Output {
     cmd.args(args).output().expect("huixi runs")
 }
 
+/// `huixi token create --db DB ARGS…`: the token it printed.
+pub fn token(db: &str, args: &[&str]) -> String {
+    let mut all = vec!["token", "create", "--db", db];
+    all.extend(args);
+    stdout_json(&huixi(&all))["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 pub fn stdout_json(out: &Output) -> serde_json::Value {
     assert!(
         out.status.success(),

@@ -8,15 +8,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-fn token(db: &str, args: &[&str]) -> String {
-    let mut all = vec!["token", "create", "--db", db];
-    all.extend(args);
-    stdout_json(&huixi(&all))["token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 async fn post(base: &str, token: &str, path: &str, body: String) -> (u16, Value) {
     let resp = reqwest::Client::new()
         .post(format!("{base}{path}"))

@@ -13,11 +13,6 @@ use crate::mock_llm::{schema_name, system_text, user_text, Behaviour, Mock};
 
 const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
-fn token(db: &str, tenant: &str) -> String {
-    let out = huixi(&["token", "create", "--tenant", tenant, "--db", db]);
-    stdout_json(&out)["token"].as_str().unwrap().to_string()
-}
-
 struct Serve {
     child: Child,
     base: String,
@@ -142,7 +137,10 @@ fn requests(mock: &Mock, agent: &str, tenant: &str) -> Vec<Value> {
 async fn two_tenants(db: &str, broker: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let mock = Mock::start(Behaviour::Valid).await;
-    let (a, b) = (token(db, "acme"), token(db, "bolt"));
+    let (a, b) = (
+        token(db, &["--tenant", "acme"]),
+        token(db, &["--tenant", "bolt"]),
+    );
     let mut common: Vec<String> = vec![
         "--db".into(),
         db.into(),
@@ -338,7 +336,7 @@ async fn two_tenants_on_a_standalone_worker_over_rabbitmq_and_mariadb_each_get_t
 async fn bad_settings_are_refused_naming_the_field_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = sqlite_url(dir.path());
-    let a = token(&db, "acme");
+    let a = token(&db, &["--tenant", "acme"]);
     let s = Serve::start(&["--db".to_string(), db.clone()]);
     let before = s.get("/v1/settings", &a).await.1;
     for (body, field) in [

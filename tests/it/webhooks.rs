@@ -9,15 +9,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-fn token(db: &str, args: &[&str]) -> String {
-    let mut all = vec!["token", "create", "--db", db];
-    all.extend(args);
-    stdout_json(&huixi(&all))["token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 /// Standard Webhooks' v1 signature of a delivery, with a secret that is not `whsec_`.
 fn v1(secret: &str, id: &str, timestamp: &str, body: &str) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
