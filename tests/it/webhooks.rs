@@ -37,30 +37,31 @@ async fn admin(
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// `huixi serve` on the store, with the default tenant's webhook at a receiver here, set with each
+/// secret in turn: the server, its base URL, an admin token, and what the receiver gets.
+async fn hooked(db: &str, secrets: &[&str]) -> (std::process::Child, String, String, Received) {
+    let admin_token = token(db, &["--admin"]);
+    let (child, base) = spawn_serve(
+        Command::new(env!("CARGO_BIN_EXE_huixi"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--db", db])
+            .arg("--webhook-allow-private"),
+    );
+    let (hook, seen) = receiver().await;
+    for secret in secrets {
+        let body = json!({"url": hook, "secret": secret});
+        let path = "/admin/tenants/default/webhook";
+        let (status, _) = admin(&base, &admin_token, "PUT", path, Some(body)).await;
+        assert_eq!(status, 204);
+    }
+    (child, base, admin_token, seen)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn after_a_secret_rotation_both_secrets_sign_and_dead_events_are_listed_and_redelivered() {
     let dir = tempfile::tempdir().unwrap();
     let db = sqlite_url(dir.path());
-    let admin_token = token(&db, &["--admin"]);
-    let (mut child, base) = spawn_serve(
-        Command::new(env!("CARGO_BIN_EXE_huixi"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--db", &db])
-            .arg("--webhook-allow-private"),
-    );
-    let (hook, seen) = receiver().await;
     let (old, new) = ("the-old-secret-0123456789", "the-new-secret-9876543210");
-    for secret in [old, new] {
-        let body = json!({"url": hook, "secret": secret});
-        let (status, _) = admin(
-            &base,
-            &admin_token,
-            "PUT",
-            "/admin/tenants/default/webhook",
-            Some(body),
-        )
-        .await;
-        assert_eq!(status, 204);
-    }
+    let (mut child, base, admin_token, seen) = hooked(&db, &[old, new]).await;
     let sample = sample_archive().display().to_string();
     stdout_json(&huixi(&["enqueue", &sample, "--db", &db, "--json"]));
     let (headers, body, _) = eventually(60, "a delivery", || {
@@ -145,23 +146,7 @@ async fn after_a_secret_rotation_both_secrets_sign_and_dead_events_are_listed_an
 async fn a_sessions_high_alerts_are_announced_in_one_event() {
     let dir = tempfile::tempdir().unwrap();
     let db = sqlite_url(dir.path());
-    let admin_token = token(&db, &["--admin"]);
-    let (mut child, base) = spawn_serve(
-        Command::new(env!("CARGO_BIN_EXE_huixi"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--db", &db])
-            .arg("--webhook-allow-private"),
-    );
-    let (hook, seen) = receiver().await;
-    let body = json!({"url": hook, "secret": "a-secret-0123456789abc"});
-    let (status, _) = admin(
-        &base,
-        &admin_token,
-        "PUT",
-        "/admin/tenants/default/webhook",
-        Some(body),
-    )
-    .await;
-    assert_eq!(status, 204);
+    let (mut child, _, _, seen) = hooked(&db, &["a-secret-0123456789abc"]).await;
     // Files analysed as a batch: alerts raised by the sessions' analysis, not on arrival.
     let sample = sample_archive().display().to_string();
     stdout_json(&huixi(&["analyze", &sample, "--db", &db, "--json"]));
