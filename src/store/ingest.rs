@@ -35,8 +35,10 @@ pub struct Ingested {
 /// The scan of arriving messages: their alerts, given what earlier messages they recall showed.
 pub type Scan<'a> = dyn Fn(&[&Message], &HashMap<String, Flag>) -> Vec<Alert> + Send + Sync + 'a;
 
-/// Messages a transaction carries: a page of the finance SDK holds up to 1,000.
-const CHUNK: usize = 1_000;
+/// Messages a transaction carries (a finance-SDK page, up to 1,000, is always one): on SQLite each
+/// commit is a write of the log and a share of a checkpoint, so a file or a large request goes in
+/// few of them.
+const CHUNK: usize = 5_000;
 /// Tries of a chunk that met another writer storing the same msgids at the same moment.
 const RACE_TRIES: usize = 3;
 
