@@ -181,14 +181,29 @@ impl Store {
         let mut out = Vec::new();
         for r in q.fetch_all(&self.pool).await? {
             let tenant = text(&r, 0)?;
-            let corrupt = |what: &str, e: &dyn std::fmt::Display| {
-                StoreError::Corrupt(format!("WeCom {what} of tenant {tenant}: {e}"))
+            // A source whose secrets do not open (another HUIXI_MASTER_KEY) is shown stopped with
+            // the reason, and the other tenants' sources go on.
+            let mut unreadable: Option<String> = None;
+            let mut open = |what: &str, column: usize| -> Result<String, StoreError> {
+                Ok(match crate::secrets::open(key, &text(&r, column)?) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        unreadable.get_or_insert(format!("the stored {what} does not open: {e}"));
+                        String::new()
+                    }
+                })
             };
-            let secret =
-                crate::secrets::open(key, &text(&r, 2)?).map_err(|e| corrupt("secret", &e))?;
-            let keys = crate::secrets::open(key, &text(&r, 3)?).map_err(|e| corrupt("keys", &e))?;
-            let private_keys: BTreeMap<u32, String> =
-                serde_json::from_str(&keys).map_err(|e| corrupt("keys", &e))?;
+            let secret = open("secret", 2)?;
+            let keys = open("private keys", 3)?;
+            let notify_token = open("callback token", 7)?;
+            let notify_aes_key = open("callback key", 13)?;
+            let private_keys: BTreeMap<u32, String> = match serde_json::from_str(&keys) {
+                Ok(k) => k,
+                Err(e) => {
+                    unreadable.get_or_insert(format!("the stored private keys do not parse: {e}"));
+                    BTreeMap::new()
+                }
+            };
             let newest: i64 = r.try_get(9)?;
             let config = WecomConfig {
                 corpid: text(&r, 1)?,
@@ -196,10 +211,8 @@ impl Store {
                 sdk_path: text(&r, 4)?,
                 interval_secs: r.try_get(5)?,
                 lag_alert_secs: r.try_get(6)?,
-                notify_token: crate::secrets::open(key, &text(&r, 7)?)
-                    .map_err(|e| corrupt("callback token", &e))?,
-                notify_aes_key: crate::secrets::open(key, &text(&r, 13)?)
-                    .map_err(|e| corrupt("callback key", &e))?,
+                notify_token,
+                notify_aes_key,
                 private_keys,
             };
             let status = WecomStatus {
@@ -212,7 +225,7 @@ impl Store {
                 lag_secs: if newest > 0 { (now - newest) / 1000 } else { 0 },
                 advanced_at: r.try_get(10)?,
                 pulled_at: r.try_get(11)?,
-                stopped: optional_text(&r, 12)?,
+                stopped: unreadable.or(optional_text(&r, 12)?),
                 quarantined: r.try_get(14)?,
             };
             out.push(WecomSource {

@@ -515,6 +515,20 @@ async fn a_10001_is_retried_and_a_wrong_secret_stops_only_its_tenant() {
         .await
         .unwrap();
     pool.close().await;
+    // And a source whose secret was sealed with a master key this deployment does not have.
+    set_source(
+        &db,
+        root.path(),
+        "sealed",
+        "wwsealed",
+        &[(1, &archive.pem(1))],
+    );
+    let pool = sqlx::AnyPool::connect(&db).await.unwrap();
+    sqlx::query("UPDATE huixi_wecom_sources SET secret = 'enc:v1:00112233445566778899aabbccddeeff' WHERE tenant = 'sealed'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
     let (mut child, _) = serve(
         &db,
         &sdk,
@@ -554,6 +568,20 @@ async fn a_10001_is_retried_and_a_wrong_secret_stops_only_its_tenant() {
     )
     .await;
     assert!(why[0].contains("10004"), "{why:?}");
+    let shown = huixi(&["ingest", "wecom", "show", "--tenant", "sealed", "--db", &db]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("does not open"),
+        "the unreadable source says why: {shown}"
+    );
+    assert_eq!(
+        scalar(
+            &db,
+            "SELECT COUNT(*) FROM huixi_messages WHERE tenant = 'sealed'"
+        )
+        .await,
+        0
+    );
     assert_eq!(
         scalar(
             &db,
