@@ -665,6 +665,21 @@ async fn msgaudit_notify_signed_by_wecom_pulls_at_once_and_a_forged_one_is_refus
     assert_eq!(signed.status(), 200);
     assert_eq!(signed.text().await.unwrap(), "success");
     let db2 = db.clone();
+    // The lag of the source, for dashboards: about an hour behind (the archive's last message).
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lag: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("huixi_ingest_lag_seconds{tenant=\"acme\"} "))
+        .unwrap_or_else(|| panic!("no lag gauge in {metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((3_500.0..3_700.0).contains(&lag), "lag {lag} s");
     eventually(10, "the pull the callback asked for", || {
         let db = db2.clone();
         async move {

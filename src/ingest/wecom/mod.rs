@@ -100,6 +100,15 @@ pub async fn run_forever(ctx: Arc<Context>, settings: IngestSettings) {
             Ok(sources) => {
                 let now = chrono::Utc::now().timestamp_millis();
                 for source in sources {
+                    // Every second, whether or not a pull brought anything: a lag that grows
+                    // while nothing arrives is what the metric is for.
+                    let tenant = source.tenant.clone();
+                    let status = &source.status;
+                    metrics::gauge!("huixi_ingest_lag_seconds", "tenant" => tenant.clone())
+                        .set(status.lag_secs as f64);
+                    let behind = (now - status.advanced_at) / 1000;
+                    metrics::gauge!("huixi_wecom_seconds_since_caught_up", "tenant" => tenant)
+                        .set(behind as f64);
                     let due = source.status.pulled_at + source.config.interval_secs * 1000 <= now;
                     let busy = running
                         .lock()
