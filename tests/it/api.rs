@@ -934,27 +934,8 @@ async fn a_request_trickled_slower_than_the_deadline_gets_408() {
 /// With HUIXI_MASTER_KEY, a webhook secret is stored sealed and deliveries are still signed with it.
 #[tokio::test(flavor = "multi_thread")]
 async fn webhook_secrets_are_sealed_at_rest_with_the_master_key() {
-    use axum::http::{HeaderMap, StatusCode};
     use hmac::{Hmac, Mac};
-    use std::sync::{Arc, Mutex};
-    type Seen = Arc<Mutex<Vec<(HeaderMap, String)>>>;
-    let seen: Seen = Arc::default();
-    let app = axum::Router::new()
-        .route(
-            "/hook",
-            axum::routing::post(
-                |axum::extract::State(seen): axum::extract::State<Seen>,
-                 headers: HeaderMap,
-                 body: String| async move {
-                    seen.lock().unwrap().push((headers, body));
-                    StatusCode::OK
-                },
-            ),
-        )
-        .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (hook, seen) = receiver().await;
     let dir = tempfile::tempdir().unwrap();
     let db = sqlite_url(dir.path());
     let key = "8f".repeat(32);
@@ -986,7 +967,7 @@ async fn webhook_secrets_are_sealed_at_rest_with_the_master_key() {
         assert!(Instant::now() < deadline, "nothing delivered");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (h, body) = seen.lock().unwrap()[0].clone();
+    let (h, body, _) = seen.lock().unwrap()[0].clone();
     let ts = h["x-huixi-timestamp"].to_str().unwrap();
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(format!("{ts}.{body}").as_bytes());
