@@ -113,8 +113,7 @@ pub async fn accept_ndjson(
 ) -> Result<Report, StoreError> {
     let mut reader = ArchiveReader::from_bytes(name, body);
     let mut report = Report::default();
-    // The whole body is in memory already; one batch keeps its messages in one commit per
-    // thousand, in line order.
+    // The whole body is in memory already: one batch, committed a chunk at a time in line order.
     let messages = reader
         .next_batch(usize::MAX)
         .expect("reading memory cannot fail")
@@ -126,12 +125,13 @@ pub async fn accept_ndjson(
     report.rejected = std::mem::take(&mut reader.rejected);
     report.rejected_beyond = reader.rejected_beyond;
     let lines = reader.lines.take().unwrap_or_default();
+    let line_of: HashMap<&str, usize> = messages
+        .iter()
+        .map(|m| m.msgid.as_str())
+        .zip(lines.iter().copied())
+        .collect();
     for msgid in done.conflicts {
-        let line = messages
-            .iter()
-            .position(|m| m.msgid == msgid)
-            .and_then(|i| lines.get(i).copied())
-            .unwrap_or(0);
+        let line = line_of.get(msgid.as_str()).copied().unwrap_or(0);
         report.rejected.push(RejectedLine {
             file: name.to_string(),
             line,

@@ -178,14 +178,15 @@ impl Store {
             // id order), and its other alerts together after them.
             let mut events = Vec::new();
             for high in [true, false] {
+                // The scan lists a message's alerts together, so a group is the run of one msgid.
                 let mut by_message: Vec<(&str, Vec<&Alert>)> = Vec::new();
                 for a in alerts
                     .iter()
                     .filter(|a| (a.severity == Severity::High) == high)
                 {
-                    match by_message.iter_mut().find(|(m, _)| *m == a.msgid) {
-                        Some((_, list)) => list.push(a),
-                        None => by_message.push((a.msgid.as_str(), vec![a])),
+                    match by_message.last_mut() {
+                        Some((m, list)) if *m == a.msgid => list.push(a),
+                        _ => by_message.push((a.msgid.as_str(), vec![a])),
                     }
                 }
                 for (msgid, list) in by_message {

@@ -4,6 +4,7 @@
 
 use sqlx::Row;
 
+use super::rows::{insert_rows, Value};
 use super::{now_ms, optional_text, text, Store, StoreError};
 
 /// How long a rotated-out webhook secret keeps signing beside the new one.
@@ -51,18 +52,26 @@ pub(super) async fn insert_channel_events(
     tenant: &str,
     events: Vec<(&'static str, &'static str, serde_json::Value)>,
 ) -> Result<(), StoreError> {
-    for (channel, event, payload) in events {
-        sqlx::query(
-            "INSERT INTO huixi_outbox (tenant, event, payload, next_at, channel) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(tenant)
-        .bind(event)
-        .bind(payload.to_string())
-        .bind(now_ms())
-        .bind(channel)
-        .execute(&mut **tx)
-        .await?;
-    }
+    let now = now_ms();
+    let rows = events
+        .into_iter()
+        .map(|(channel, event, payload)| {
+            vec![
+                Value::from(tenant),
+                Value::from(event),
+                Value::Text(payload.to_string()),
+                Value::Int(now),
+                Value::from(channel),
+            ]
+        })
+        .collect();
+    // One statement for a commit's events, in their order (ids keep it), not one an event.
+    insert_rows(
+        tx,
+        "INSERT INTO huixi_outbox (tenant, event, payload, next_at, channel)",
+        rows,
+    )
+    .await?;
     Ok(())
 }
 
