@@ -85,10 +85,18 @@ pub async fn analyze(
     let mut conversations: BTreeSet<String> = BTreeSet::new();
     while let Some(batch) = reader.next_batch(BATCH)? {
         stats.messages_read += batch.len() as u64;
-        stats.messages_new += store
+        let (new, conflicts) = store
             .insert_messages(tenant_id, &batch)
             .await
             .context("storing messages")?;
+        stats.messages_new += new;
+        for i in conflicts {
+            let why = format!(
+                "msgid {:?} is stored from an earlier run with different content; the stored one is kept",
+                batch[i].msgid
+            );
+            reader.reject_read(i, why);
+        }
         conversations.extend(batch.iter().filter_map(conversation_key));
     }
     store.record_rejected(run, &reader.rejected).await?;

@@ -129,10 +129,12 @@ fn invalid(file: &str, message: impl Into<String>) -> DefinitionError {
     }
 }
 
-/// What an agent file says; every field but `name` may be left to a default or the tenant.
-#[derive(Debug, Clone, Deserialize, Default)]
+/// What an agent file says; every field but `name` may be left to a default or the tenant. Also the
+/// body of a tenant's override (`PUT /v1/agents/{name}`), where every field may be left out.
+#[derive(Debug, Clone, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AgentFile {
+#[schema(as = AgentOverride)]
+pub struct AgentFile {
     name: Option<String>,
     version: Option<u32>,
     description: Option<String>,
@@ -145,6 +147,7 @@ struct AgentFile {
     retrieval: Option<Retrieval>,
     scope: Option<Scope>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     vars: BTreeMap<String, toml::Value>,
     /// `false`: the agent is not asked (its part of the result is the offline reading).
     enabled: Option<bool>,
@@ -152,11 +155,12 @@ struct AgentFile {
     /// arrives through the API, where there is no file to name.
     prompt_template: Option<String>,
     /// The output schema itself, instead of a file under `agents/`.
+    #[schema(value_type = Option<Object>)]
     output_schema: Option<serde_json::Value>,
 }
 
 /// What an agent reads: one session (the default), or one customer across their sessions.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     #[default]
@@ -164,7 +168,7 @@ pub enum Scope {
     Customer,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Retrieval {
     pub enabled: bool,

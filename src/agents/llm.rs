@@ -576,6 +576,8 @@ impl LlmAnalysers {
             failures,
             extra,
             knowledge: Vec::new(),
+            // Read from the rule hits, which the model does not change.
+            side_deal: offline.side_deal.clone(),
         }
     }
 }

@@ -13,10 +13,10 @@ mod prompt;
 pub use prompt::Passage;
 mod result;
 
-pub use definition::{AgentSet, Sources};
+pub use definition::{AgentFile, AgentSet, Sources};
 pub use result::{
     AgentFailure, CompetitorMention, Emotion, EmotionLabel, EmotionPair, Keyword, Opportunity,
-    ScoreBreakdown, SessionResult, Signal, StaffScore, Stage, Summary,
+    ScoreBreakdown, SessionResult, SideDeal, SideDealSignal, Signal, StaffScore, Stage, Summary,
 };
 
 /// Whether every prompt template of the set compiles: a tenant's override is checked before it is

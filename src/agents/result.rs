@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::archive::SessionKind;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EmotionLabel {
     Positive,
@@ -15,7 +15,7 @@ pub enum EmotionLabel {
     Negative,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Emotion {
     pub label: EmotionLabel,
     /// −1 (very negative) … 1 (very positive).
@@ -25,13 +25,13 @@ pub struct Emotion {
     pub evidence: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 pub struct EmotionPair {
     pub customer: Option<Emotion>,
     pub staff: Option<Emotion>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ScoreBreakdown {
     /// 0–30: how fast staff answered the customer.
     pub responsiveness: f64,
@@ -43,7 +43,7 @@ pub struct ScoreBreakdown {
     pub outcome: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StaffScore {
     /// 0–100, the sum of the breakdown.
     pub score: f64,
@@ -63,14 +63,14 @@ pub struct StaffScore {
     pub chunks: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Keyword {
     pub word: String,
     pub weight: f64,
     pub evidence: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CompetitorMention {
     pub name: String,
     pub mentions: usize,
@@ -84,7 +84,9 @@ pub struct CompetitorMention {
 }
 
 /// Sales stages in order; a session's stage is the furthest it reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     None,
@@ -127,7 +129,7 @@ impl Stage {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Signal {
     /// need, price_ask, quote, bargain, quantity, purchase, objection, closing, price.
     pub kind: String,
@@ -135,7 +137,7 @@ pub struct Signal {
     pub msgid: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Opportunity {
     pub detected: bool,
     pub stage: Stage,
@@ -150,13 +152,13 @@ pub struct Opportunity {
     pub chunks: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Summary {
     pub text: String,
     pub evidence: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SessionResult {
     pub session: String,
     pub kind: SessionKind,
@@ -171,7 +173,7 @@ pub struct SessionResult {
     /// `None` only when the agent failed (see `failures`).
     pub opportunity: Option<Opportunity>,
     pub summary: Option<Summary>,
-    /// Which analyser produced the result, with its version (e.g. `offline@1`).
+    /// Which analyser produced the result, with its version (e.g. `offline@2`).
     pub analyser: String,
     /// Agents that gave no valid answer; their fields are empty rather than guessed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -183,9 +185,33 @@ pub struct SessionResult {
     /// their `chunks`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub knowledge: Vec<String>,
+    /// 飞单 suspected: the session's staff taking the deal or the customer to a private channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub side_deal: Option<SideDeal>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A suspected 飞单, with what shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SideDeal {
+    /// 0–100: how strongly the signals together point at it (50 and up is reported).
+    pub score: u32,
+    /// The staff members whose messages show it.
+    pub staff: Vec<String>,
+    pub signals: Vec<SideDealSignal>,
+    pub evidence: Vec<String>,
+}
+
+/// One alert that counts towards a 飞单, and how much.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SideDealSignal {
+    pub msgid: String,
+    pub kind: String,
+    pub category: String,
+    pub word: String,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentFailure {
     pub agent: String,
     pub error: String,
@@ -254,6 +280,13 @@ impl SessionResult {
                     .unwrap_or_default(),
             ),
         ]
+        .into_iter()
+        .chain(
+            self.side_deal
+                .as_ref()
+                .map(|d| finding("side_deal", to_json(d), d.evidence.clone())),
+        )
+        .collect()
     }
 }
 

@@ -25,7 +25,7 @@ use crate::trajectory::{
 pub struct Config<'a> {
     pub tenant: &'a str,
     pub idle_gap_ms: i64,
-    pub rules: RiskRules,
+    pub rules: &'a RiskRules,
     pub engine: &'a Engine,
     pub offline: &'a OfflineAnalysers,
     /// The model analysers' fingerprint, or `offline`.
@@ -104,7 +104,17 @@ impl ConversationOutput {
 /// The conversation's sessions, rebuilt from all its stored messages (a message arriving late in
 /// another file may bridge two sessions into one).
 pub fn sessions(cfg: &Config, stored: &StoredConversation) -> Vec<Session> {
-    sessionize(cfg.tenant, stored.messages.clone(), cfg.idle_gap_ms)
+    let mut sessions = sessionize(cfg.tenant, stored.messages.clone(), cfg.idle_gap_ms);
+    if !stored.qr_codes.is_empty() {
+        for s in &mut sessions {
+            for m in &s.messages {
+                if let Some(codes) = stored.qr_codes.get(&m.msgid) {
+                    s.qr_codes.insert(m.msgid.clone(), codes.clone());
+                }
+            }
+        }
+    }
+    sessions
 }
 
 /// What a session's reading is made from: its messages, the analysers, the lexicon, the rules, and the
@@ -116,9 +126,17 @@ pub fn input_hash(cfg: &Config, session: &Session, passages: &[Passage]) -> Stri
         .iter()
         .map(|p| format!("{}{}", p.id, p.text))
         .collect::<Vec<_>>();
+    // What an image's QR codes say is part of its message: a code read after the session was
+    // analysed makes it read again.
+    let codes: Vec<String> = session
+        .qr_codes
+        .iter()
+        .map(|(id, c)| format!("qr:{id}:{}", c.join("\n")))
+        .collect();
     hash_parts(
         head.into_iter()
             .chain(session.messages.iter().map(|m| m.raw.as_str()))
+            .chain(codes.iter().map(String::as_str))
             .chain(passages.iter().map(String::as_str)),
     )
 }
@@ -131,8 +149,15 @@ pub fn config_fingerprint(cfg: &Config) -> String {
 }
 
 fn rules_part(cfg: &Config) -> String {
+    // The behaviours in their default form say nothing, so that a tenant that never touched them
+    // keeps the hashes it had before they existed.
+    let behaviours = if cfg.rules.behaviours == crate::sensitive::behaviour::Behaviours::default() {
+        String::new()
+    } else {
+        serde_json::to_string(&cfg.rules.behaviours).unwrap_or_default()
+    };
     format!(
-        "{}:{}:{}",
+        "{}:{}:{}{behaviours}",
         cfg.rules.redpacket_threshold_fen, cfg.rules.transfer_threshold_fen, cfg.idle_gap_ms
     )
 }
@@ -168,7 +193,7 @@ pub fn reuse(
 
 /// A session read afresh by the offline analysers: its alerts, then everything else.
 pub fn read_offline(cfg: &Config, session: &Session) -> (SessionResult, Vec<Alert>) {
-    read_session(cfg.engine, &cfg.rules, cfg.offline, session)
+    read_session(cfg.engine, cfg.rules, cfg.offline, session)
 }
 
 /// [`read_offline`] for one session outside any conversation (an eval case).
@@ -332,7 +357,7 @@ mod tests {
         let cfg = Config {
             tenant: "t",
             idle_gap_ms: 30 * 60_000,
-            rules: RiskRules::default(),
+            rules: &RiskRules::default(),
             engine: &engine,
             offline: &offline,
             model: "offline",

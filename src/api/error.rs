@@ -34,7 +34,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(serde_json::json!({"error": self.message})),
+            Json(super::doc::ErrorBody {
+                error: self.message,
+            }),
         )
             .into_response()
     }

@@ -8,15 +8,30 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
+
 use super::auth::{Admin, Tenant};
+use super::doc::ErrorBody;
 use super::error::ApiError;
 use super::AppState;
 use crate::ingest::wecom::notify;
 use crate::ingest::{self, Report, MAX_LINES};
 use crate::store::{WecomConfig, WecomStatus};
 
-/// POST /v1/messages: stores what is new (idempotent by msgid), raises real-time alerts, and
-/// answers what became of each line.
+/// Send archive messages
+///
+/// Decrypted archive messages as NDJSON, one WeCom message object a line (at most 10,000 lines and
+/// 16 MiB). What is new is stored (idempotent by msgid) and scanned for real-time alerts at once;
+/// the answer says what became of each line.
+#[utoipa::path(post, path = "/v1/messages", tag = "ingest",
+    request_body(content = String, content_type = "application/x-ndjson"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "what became of the lines", body = Report),
+        (status = 400, description = "a body that is not UTF-8", body = ErrorBody),
+        (status = 413, description = "over 16 MiB or 10,000 lines", body = ErrorBody),
+    ))]
 pub async fn post_messages(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -39,21 +54,37 @@ pub async fn post_messages(
     Ok(Json(report))
 }
 
-/// GET /v1/media/{msgid}: where a message's media file is, once the puller fetched it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MediaLocation {
+    pub msgid: String,
+    /// Where the file is: a path under the media directory, or an object URL.
+    pub location: String,
+}
+
+/// Where a message's media file is
+///
+/// Once the puller fetched it from WeCom.
+#[utoipa::path(get, path = "/v1/media/{msgid}", tag = "ingest",
+    params(("msgid" = String, Path)),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "its location", body = MediaLocation),
+        (status = 404, description = "no media of that message (yet)", body = ErrorBody),
+    ))]
 pub async fn media(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     Path(msgid): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<MediaLocation>, ApiError> {
     match state.ctx.store.media_location(&tenant, &msgid).await? {
-        Some(location) => Ok(Json(
-            serde_json::json!({"msgid": msgid, "location": location}),
-        )),
+        Some(location) => Ok(Json(MediaLocation { msgid, location })),
         None => Err(ApiError::not_found(format!("media of message {msgid:?}"))),
     }
 }
 
-#[derive(Debug, serde::Deserialize)]
+/// WeCom's signature of a callback.
+#[derive(Debug, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Signed {
     #[serde(default)]
     msg_signature: String,
@@ -78,8 +109,17 @@ async fn callback_keys(state: &AppState, tenant: &str) -> Result<(String, String
     }
 }
 
-/// GET /v1/wecom/notify/{tenant}: WeCom's check of the callback URL, answered with `echostr`
-/// decrypted.
+/// WeCom's check of the callback URL
+///
+/// Answered with `echostr` decrypted, once its signature holds.
+#[utoipa::path(get, path = "/v1/wecom/notify/{tenant}", tag = "ingest",
+    params(("tenant" = String, Path), Signed),
+    responses(
+        (status = 200, description = "echostr, decrypted", body = String, content_type = "text/plain"),
+        (status = 400, description = "an echostr that does not decrypt", body = ErrorBody),
+        (status = 403, description = "msg_signature does not match", body = ErrorBody),
+        (status = 404, description = "no callback configured for the tenant", body = ErrorBody),
+    ))]
 pub async fn verify_notify_url(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -97,8 +137,18 @@ pub async fn verify_notify_url(
     notify::decrypt(&aes_key, &echostr).map_err(ApiError::bad_request)
 }
 
-/// POST /v1/wecom/notify/{tenant}: WeCom says the archive has new messages (`msgaudit_notify`);
-/// the tenant's puller runs now instead of at its next interval.
+/// WeCom says the archive has new messages
+///
+/// `msgaudit_notify`: the tenant's puller runs now instead of at its next interval.
+#[utoipa::path(post, path = "/v1/wecom/notify/{tenant}", tag = "ingest",
+    params(("tenant" = String, Path), Signed),
+    request_body(content = String, content_type = "application/xml"),
+    responses(
+        (status = 200, description = "`success`", body = String, content_type = "text/plain"),
+        (status = 400, description = "a body without <Encrypt>", body = ErrorBody),
+        (status = 403, description = "msg_signature does not match", body = ErrorBody),
+        (status = 404, description = "no callback configured for the tenant", body = ErrorBody),
+    ))]
 pub async fn notify(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -121,8 +171,18 @@ pub async fn notify(
     Ok("success")
 }
 
-/// PUT /admin/tenants/{tenant}/wecom: the tenant's finance-SDK source. Secrets and keys are stored
-/// sealed and never returned.
+/// Set a tenant's WeCom finance-SDK source
+///
+/// Secrets and keys are stored sealed and never returned.
+#[utoipa::path(put, path = "/admin/tenants/{tenant}/wecom", tag = "admin", request_body = WecomBody,
+    params(("tenant" = String, Path)),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "stored; its status", body = WecomStatus),
+        (status = 400, description = "a field that is wrong, named", body = ErrorBody),
+        (status = 415, description = "not application/json", body = ErrorBody),
+        (status = 422, description = "JSON of the wrong shape", body = ErrorBody),
+    ))]
 pub async fn put_wecom(
     State(state): State<AppState>,
     _: Admin,
@@ -135,7 +195,15 @@ pub async fn put_wecom(
     status(&state, &tenant).await
 }
 
-/// GET /v1/wecom: the tenant's puller — cursor, lag, quarantine, why it stopped.
+/// The tenant's WeCom puller
+///
+/// Cursor, lag, quarantine, and why it stopped.
+#[utoipa::path(get, path = "/v1/wecom", tag = "ingest",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "its status", body = WecomStatus),
+        (status = 404, description = "no WeCom source for the tenant", body = ErrorBody),
+    ))]
 pub async fn get_wecom(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -152,7 +220,7 @@ async fn status(state: &AppState, tenant: &str) -> Result<Json<WecomStatus>, Api
     }
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WecomBody {
     corpid: String,

@@ -8,14 +8,64 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Tenant;
+use super::doc::ErrorBody;
 use super::error::ApiError;
 use super::AppState;
-use crate::kb::{document_source, source_document, Ingested, KbError, Knowledge};
-use crate::store::KbPut;
+use crate::kb::{document_source, source_document, Hit, Ingested, KbError, Knowledge};
+use crate::store::{KbDocumentInfo, KbPut};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentList {
+    pub items: Vec<KbDocumentInfo>,
+}
+
+/// A document with its text.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentText {
+    #[serde(flatten)]
+    pub info: KbDocumentInfo,
+    pub body: String,
+}
+
+/// What a put did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentPut {
+    pub document: KbDocumentInfo,
+    /// `added`, `replaced` or `unchanged`.
+    pub status: String,
+    /// Whether this server indexed it (it has a knowledge base).
+    pub indexed: bool,
+    /// Chunks indexed, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<usize>,
+    /// Why it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentDeleted {
+    pub deleted: String,
+    pub indexed: bool,
+}
+
+/// A chunk found, with the document it came from.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchHit {
+    #[serde(flatten)]
+    pub hit: Hit,
+    /// The uploaded document's name; null for a chunk of a file given on the command line.
+    pub document: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchHits {
+    pub items: Vec<SearchHit>,
+}
 
 /// The formats the chunker reads, by the name's extension.
 const FORMATS: &[&str] = &["md", "txt", "csv", "jsonl"];
@@ -107,21 +157,32 @@ async fn sync(state: &AppState, kb: &Knowledge, tenant: &str) -> Result<Vec<Inge
         })
 }
 
-/// GET /v1/kb/documents: the tenant's documents, without their texts.
+/// The tenant's knowledge-base documents
+#[utoipa::path(get, path = "/v1/kb/documents", tag = "knowledge base",
+    security(("bearer" = [])),
+    responses((status = 200, description = "every document, without its text", body = DocumentList)))]
 pub async fn documents(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DocumentList>, ApiError> {
     let items = state.ctx.store.kb_documents(&tenant).await?;
-    Ok(Json(json!({"items": items})))
+    Ok(Json(DocumentList { items }))
 }
 
-/// GET /v1/kb/documents/{name}: one document with its text.
+/// One document, with its text
+#[utoipa::path(get, path = "/v1/kb/documents/{name}", tag = "knowledge base",
+    params(("name" = String, Path, description = "its name, with an extension: md, txt, csv or jsonl")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the document", body = DocumentText),
+        (status = 400, description = "a name that is not a document name", body = ErrorBody),
+        (status = 404, description = "no such document", body = ErrorBody),
+    ))]
 pub async fn document(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DocumentText>, ApiError> {
     let (name, _) = document_name(path)?;
     let (info, body) = state
         .ctx
@@ -129,18 +190,30 @@ pub async fn document(
         .kb_document(&tenant, &name)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("document {name}")))?;
-    let mut doc = serde_json::to_value(info).unwrap_or_default();
-    doc["body"] = Value::String(body);
-    Ok(Json(doc))
+    Ok(Json(DocumentText { info, body }))
 }
 
-/// PUT /v1/kb/documents/{name}: stores the document (replacing one of that name) and indexes it here.
+/// Add or replace a document
+///
+/// Stored for every process; indexed at once by a server that has a knowledge base, and by the
+/// others on their next search.
+#[utoipa::path(put, path = "/v1/kb/documents/{name}", tag = "knowledge base",
+    params(("name" = String, Path, description = "its name, with an extension: md, txt, csv or jsonl")),
+    request_body(content = String, content_type = "text/plain",
+        description = "the document's text (markdown, text, CSV with a header, or JSON lines)"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "replaced or unchanged", body = DocumentPut),
+        (status = 201, description = "added", body = DocumentPut),
+        (status = 400, description = "a bad name, or a body that is not UTF-8 or does not parse", body = ErrorBody),
+        (status = 413, description = "over 16 MiB", body = ErrorBody),
+    ))]
 pub async fn put_document(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<DocumentPut>), ApiError> {
     let (name, format) = document_name(path)?;
     let body = body.map_err(|r| ApiError::new(r.status(), format!("body: {}", r.body_text())))?;
     let text = check_body(&name, format, &body)?;
@@ -154,12 +227,15 @@ pub async fn put_document(
     } else {
         StatusCode::OK
     };
-    let mut answer = json!({"document": info, "status": put.as_str()});
+    let mut answer = DocumentPut {
+        document: info,
+        status: put.as_str().into(),
+        indexed: false,
+        chunks: None,
+        reason: None,
+    };
     match state.ctx.tenants.kb() {
-        None => {
-            answer["indexed"] = json!(false);
-            answer["reason"] = json!(NOT_INDEXED);
-        }
+        None => answer.reason = Some(NOT_INDEXED.into()),
         Some(kb) => {
             // Synced even when unchanged: an earlier upload whose indexing failed is indexed now.
             let report = sync(&state, kb, &tenant).await?;
@@ -168,19 +244,27 @@ pub async fn put_document(
                 .iter()
                 .find(|r| r.source == source)
                 .map_or(0, |r| r.chunks);
-            answer["indexed"] = json!(true);
-            answer["chunks"] = json!(chunks);
+            answer.indexed = true;
+            answer.chunks = Some(chunks);
         }
     }
     Ok((status, Json(answer)))
 }
 
-/// DELETE /v1/kb/documents/{name}: removes the document and its chunks.
+/// Delete a document
+#[utoipa::path(delete, path = "/v1/kb/documents/{name}", tag = "knowledge base",
+    params(("name" = String, Path)),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "deleted", body = DocumentDeleted),
+        (status = 400, description = "a name that is not a document name", body = ErrorBody),
+        (status = 404, description = "no such document", body = ErrorBody),
+    ))]
 pub async fn delete_document(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DocumentDeleted>, ApiError> {
     let (name, _) = document_name(path)?;
     if !state.ctx.store.delete_kb_document(&tenant, &name).await? {
         return Err(ApiError::not_found(format!("document {name}")));
@@ -192,23 +276,34 @@ pub async fn delete_document(
         }
         None => false,
     };
-    Ok(Json(json!({"deleted": name, "indexed": indexed})))
+    Ok(Json(DocumentDeleted {
+        deleted: name,
+        indexed,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
+    /// What to look for (required).
     q: Option<String>,
-    /// Parsed here, so that a bad value is an error naming the field.
+    /// Chunks to return, 1 to 50 (5); parsed here, so that a bad value is an error naming it.
     top: Option<String>,
 }
 
-/// GET /v1/kb/search?q=…&top=…: the tenant's best-matching chunks.
+/// Search the tenant's knowledge base
+#[utoipa::path(get, path = "/v1/kb/search", tag = "knowledge base", params(SearchQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the chunks found, best first", body = SearchHits),
+        (status = 400, description = "no query, or a bad top", body = ErrorBody),
+    ))]
 pub async fn search(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     query: Result<Query<SearchQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SearchHits>, ApiError> {
     let Query(query) = query?;
     let q = match query.q.as_deref().map(str::trim) {
         None => return Err(ApiError::bad_request("q: required")),
@@ -250,16 +345,14 @@ pub async fn search(
         .search(&tenant, &q, top)
         .await
         .map_err(|e| kb_unavailable(&tenant, e))?;
-    let items: Vec<Value> = hits
+    let items = hits
         .into_iter()
-        .map(|h| {
-            let document = source_document(&h.source).map(str::to_string);
-            let mut v = serde_json::to_value(h).unwrap_or_default();
-            v["document"] = json!(document);
-            v
+        .map(|hit| SearchHit {
+            document: source_document(&hit.source).map(str::to_string),
+            hit,
         })
         .collect();
-    Ok(Json(json!({"items": items})))
+    Ok(Json(SearchHits { items }))
 }
 
 #[cfg(test)]

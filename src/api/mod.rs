@@ -1,7 +1,7 @@
 //! `huixi serve`: the HTTP API the CRM's admin UI calls (axum), and the worker pool in the same process
 //! unless told otherwise, so one process is a whole deployment on the embedded defaults.
 //!
-//! Routes (all JSON; `openapi.json` describes them):
+//! Routes (all JSON; `/openapi.json` describes them, generated from the handlers by [`doc`]):
 //! - tenant token: `POST /v1/reanalyze`, `GET /v1/jobs/{id}`, `GET /v1/sessions`, `GET /v1/sessions/{id}`,
 //!   `GET /v1/sessions/{id}/metrics`, `GET /v1/alerts`, `GET|PUT /v1/settings`, `GET|PUT /v1/lexicon`, `GET|PUT /v1/whitelist`,
 //!   `GET /v1/agents`, `GET|PUT|DELETE /v1/agents/{name}`,
@@ -13,6 +13,7 @@
 
 mod auth;
 mod customers;
+mod doc;
 mod error;
 mod ingest;
 pub mod kb;
@@ -25,9 +26,10 @@ use std::time::Instant;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{delete, get, post, put};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use auth::new_token;
 pub use ingest::WECOM_INTERVAL_SECS;
@@ -51,84 +53,91 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    let uploads = Router::new()
-        .route(
-            "/v1/lexicon",
-            get(settings::lexicon).put(routes::put_lexicon),
-        )
-        .route(
-            "/v1/whitelist",
-            get(settings::whitelist).put(routes::put_whitelist),
-        )
-        .route(
-            "/v1/agents/{name}",
-            get(settings::agent)
-                .put(settings::put_agent)
-                .delete(settings::delete_agent),
-        )
-        .route("/v1/tag-library", put(customers::put_tag_library))
-        .route("/v1/messages", post(ingest::post_messages))
-        .route(
-            "/v1/kb/documents/{name}",
-            get(kb::document)
-                .put(kb::put_document)
-                .delete(kb::delete_document),
-        )
-        .layer(DefaultBodyLimit::max(LEXICON_LIMIT));
-    Router::new()
-        .route("/v1/reanalyze", post(routes::reanalyze))
-        .route("/v1/jobs/{id}", get(routes::job))
-        .route("/v1/sessions", get(routes::sessions))
-        .route("/v1/sessions/{id}", get(routes::session))
-        .route("/v1/sessions/{id}/metrics", get(customers::session_metrics))
-        .route("/v1/alerts", get(routes::alerts))
-        .route(
-            "/v1/settings",
-            get(settings::settings).put(settings::put_settings),
-        )
-        .route("/v1/agents", get(settings::agents))
-        .route("/v1/customers/{id}", get(customers::customer))
-        .route("/v1/customers/{id}/tags", get(customers::customer_tags))
-        .route("/v1/duplicates", get(customers::duplicates))
-        .route("/v1/metrics", get(customers::metrics))
-        .route("/v1/kb/documents", get(kb::documents))
-        .route("/v1/kb/search", get(kb::search))
-        .route(
-            "/v1/calendar",
-            get(customers::calendar).put(customers::put_calendar),
-        )
-        .route("/admin/tokens", post(routes::create_token))
-        .route("/admin/tokens/{id}", delete(routes::revoke_token))
-        .route("/admin/tenants/{tenant}/webhook", put(routes::put_webhook))
-        .route(
-            "/admin/tenants/{tenant}/webhook/dead",
-            get(routes::dead_events),
-        )
-        .route(
-            "/admin/tenants/{tenant}/webhook/dead/redeliver",
-            post(routes::redeliver_dead),
-        )
-        .route("/admin/tenants/{tenant}/wecom", put(ingest::put_wecom))
-        .route("/v1/wecom", get(ingest::get_wecom))
-        .route("/v1/media/{msgid}", get(ingest::media))
-        .route(
-            "/v1/wecom/notify/{tenant}",
-            get(ingest::verify_notify_url).post(ingest::notify),
-        )
-        .route("/healthz", get(routes::health))
-        .route("/readyz", get(routes::ready))
-        .route("/metrics", get(routes::metrics))
-        .route("/openapi.json", get(routes::openapi))
-        .layer(DefaultBodyLimit::max(JSON_LIMIT))
-        .merge(uploads)
+    let (served, _) = routes_described().split_for_parts();
+    served
         // A route layer, so the matched route (not the raw path, which holds ids) labels the metrics.
         .route_layer(axum::middleware::from_fn(observe))
         .fallback(routes::fallback)
+        .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn_with_state(
             state.request_timeout,
             deadline,
         ))
         .with_state(state)
+}
+
+/// Every error answer is `{"error": "…"}`, including those axum makes itself before a handler runs
+/// — a path parameter that does not parse (plain text), a method the route lacks (405, empty).
+async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || json {
+        return response;
+    }
+    // Such bodies are a line of axum's; anything longer is cut, not buffered whole.
+    let body = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_string();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text
+    };
+    axum::response::IntoResponse::into_response(error::ApiError::new(status, message))
+}
+
+/// Every route with its description ([`doc`]); the uploads may be larger than JSON bodies.
+fn routes_described() -> OpenApiRouter<AppState> {
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(settings::lexicon, routes::put_lexicon))
+        .routes(routes!(settings::whitelist, routes::put_whitelist))
+        .routes(routes!(
+            settings::agent,
+            settings::put_agent,
+            settings::delete_agent
+        ))
+        .routes(routes!(customers::put_tag_library))
+        .routes(routes!(ingest::post_messages))
+        .routes(routes!(kb::document, kb::put_document, kb::delete_document))
+        .layer(DefaultBodyLimit::max(LEXICON_LIMIT));
+    OpenApiRouter::with_openapi(<doc::ApiDoc as utoipa::OpenApi>::openapi())
+        .routes(routes!(routes::reanalyze))
+        .routes(routes!(routes::job))
+        .routes(routes!(routes::sessions))
+        .routes(routes!(routes::session))
+        .routes(routes!(customers::session_metrics))
+        .routes(routes!(routes::alerts))
+        .routes(routes!(settings::settings, settings::put_settings))
+        .routes(routes!(settings::agents))
+        .routes(routes!(customers::customer))
+        .routes(routes!(customers::customer_tags))
+        .routes(routes!(customers::duplicates))
+        .routes(routes!(customers::consents))
+        .routes(routes!(customers::metrics))
+        .routes(routes!(kb::documents))
+        .routes(routes!(kb::search))
+        .routes(routes!(customers::calendar, customers::put_calendar))
+        .routes(routes!(routes::create_token))
+        .routes(routes!(routes::revoke_token))
+        .routes(routes!(routes::put_webhook))
+        .routes(routes!(routes::dead_events))
+        .routes(routes!(routes::redeliver_dead))
+        .routes(routes!(ingest::put_wecom))
+        .routes(routes!(ingest::get_wecom))
+        .routes(routes!(ingest::media))
+        .routes(routes!(ingest::verify_notify_url, ingest::notify))
+        .routes(routes!(routes::health))
+        .routes(routes!(routes::ready))
+        .routes(routes!(routes::metrics))
+        .routes(routes!(routes::openapi))
+        .layer(DefaultBodyLimit::max(JSON_LIMIT))
+        .merge(uploads)
 }
 
 /// A request, body included, gets `limit`: a client that trickles its upload a byte at a time would

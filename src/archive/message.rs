@@ -76,6 +76,15 @@ pub enum Event {
         sdkfileid: Option<String>,
         size: Option<i64>,
     },
+    /// `card` (名片): whose contact card was sent. A personal WeChat card has no `corpname`.
+    Card { corpname: String, userid: String },
+    /// `link`: where it leads (its title and description are the text).
+    Link { url: String },
+    /// `weapp` (小程序): which mini-program.
+    Weapp {
+        displayname: String,
+        username: String,
+    },
     /// A known msgtype with nothing more to type than its text (meeting, vote, calendar, …).
     Other,
     /// A msgtype this version does not know; the raw payload is kept in the store.
@@ -181,8 +190,29 @@ impl Message {
                 raw: line.to_string(),
             });
         }
-        let from = required_str(obj, "from")?;
+        let msgtype = required_str(obj, "msgtype")?;
+        // A consent event names its external contact in its payload; WeCom has sent them without
+        // the chat envelope's `from` or `tolist`, and a refusal must not be lost for that.
+        let consent = matches!(msgtype.as_str(), "agree" | "disagree");
+        let consent_user = || {
+            payload_object(&msgtype, obj)
+                .and_then(|p| p.get("userid"))
+                .and_then(Value::as_str)
+                .filter(|u| !u.is_empty())
+                .map(str::to_string)
+        };
+        let from = match (obj.get("from"), consent) {
+            (None | Some(Value::Null), true) => {
+                consent_user().ok_or(ParseError::Missing(if msgtype == "agree" {
+                    "agree.userid"
+                } else {
+                    "disagree.userid"
+                }))?
+            }
+            _ => required_str(obj, "from")?,
+        };
         let tolist = match obj.get("tolist") {
+            None | Some(Value::Null) if consent => Vec::new(),
             None | Some(Value::Null) => return Err(ParseError::Missing("tolist")),
             Some(Value::Array(items)) => items
                 .iter()
@@ -210,7 +240,6 @@ impl Message {
             }
         };
         let msgtime = required_i64(obj, "msgtime")?;
-        let msgtype = required_str(obj, "msgtype")?;
         let (text, event) = payload(&msgtype, obj)?;
         Ok(Message {
             msgid,
@@ -302,9 +331,24 @@ fn payload(msgtype: &str, obj: &Map<String, Value>) -> Result<(Option<String>, E
     let out = match msgtype {
         "text" => (Some(s("content")), Event::Text),
         "markdown" => (Some(s("content")), Event::Text),
-        "link" => (Some(join(&[s("title"), s("description")])), Event::Text),
-        "weapp" => (Some(join(&[s("title"), s("description")])), Event::Text),
-        "card" => (Some(s("corpname")), Event::Other),
+        "link" => (
+            Some(join(&[s("title"), s("description")])),
+            Event::Link { url: s("link_url") },
+        ),
+        "weapp" => (
+            Some(join(&[s("title"), s("description")])),
+            Event::Weapp {
+                displayname: s("displayname"),
+                username: s("username"),
+            },
+        ),
+        "card" => (
+            Some(s("corpname")),
+            Event::Card {
+                corpname: s("corpname"),
+                userid: s("userid"),
+            },
+        ),
         "location" => (Some(join(&[s("title"), s("address")])), Event::Other),
         "file" => (Some(s("filename")), media()),
         "image" | "voice" | "video" | "emotion" | "meeting_voice_call" | "voip_doc_share" => {

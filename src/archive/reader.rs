@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::Message;
 
 /// A line that was not accepted, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RejectedLine {
     pub file: String,
     pub line: usize,
@@ -63,7 +63,7 @@ pub struct ArchiveReader {
     /// Still to read, last first.
     sources: Vec<Source>,
     /// The source being read, its name and the last line number read.
-    current: Option<(Box<dyn BufRead + Send>, String, usize)>,
+    current: Option<(Box<dyn BufRead + Send>, std::sync::Arc<str>, usize)>,
     /// The msgids read so far, as 128-bit hashes, each with a hash of its line: a million of them in
     /// about 40 MB, not 90 as strings, and enough to tell a repeat from a different message reusing
     /// a msgid.
@@ -79,6 +79,9 @@ pub struct ArchiveReader {
     /// The line of each accepted message, in order, when reading a body (`from_bytes`): an answer
     /// about a message names its line. Files are not tracked: a run may read millions of lines.
     pub lines: Option<Vec<usize>>,
+    /// Where each message of the last batch was read, so that a message the store refuses later
+    /// (its msgid kept earlier with different content) is reported by file and line too.
+    batch_at: Vec<(std::sync::Arc<str>, usize)>,
 }
 
 fn reject(
@@ -155,6 +158,7 @@ impl ArchiveReader {
             rejected_beyond: 0,
             duplicates: 0,
             lines: None,
+            batch_at: Vec::new(),
         }
     }
 
@@ -162,6 +166,7 @@ impl ArchiveReader {
     pub fn next_batch(&mut self, max: usize) -> std::io::Result<Option<Vec<Message>>> {
         let mut batch = Vec::new();
         let mut buf = Vec::new();
+        self.batch_at.clear();
         while batch.len() < max {
             let Some((reader, name, number)) = &mut self.current else {
                 let Some(source) = self.sources.pop() else {
@@ -175,11 +180,13 @@ impl ArchiveReader {
                         })?;
                         (
                             Box::new(BufReader::new(file)),
-                            path.display().to_string(),
+                            path.display().to_string().into(),
                             0,
                         )
                     }
-                    Source::Bytes(name, body) => (Box::new(std::io::Cursor::new(body)), name, 0),
+                    Source::Bytes(name, body) => {
+                        (Box::new(std::io::Cursor::new(body)), name.into(), 0)
+                    }
                 });
                 continue;
             };
@@ -191,7 +198,7 @@ impl ArchiveReader {
                 continue;
             }
             *number += 1;
-            let (file, line_no) = (name.as_str(), *number);
+            let (file, line_no) = (&**name, *number);
             let (rejected, beyond) = (&mut self.rejected, &mut self.rejected_beyond);
             if cut {
                 let why = format!(
@@ -220,6 +227,7 @@ impl ArchiveReader {
                         std::collections::hash_map::Entry::Vacant(v) => {
                             v.insert(content);
                             batch.push(m);
+                            self.batch_at.push((name.clone(), line_no));
                             if let Some(lines) = &mut self.lines {
                                 lines.push(line_no);
                             }
@@ -240,6 +248,22 @@ impl ArchiveReader {
             }
         }
         Ok((!batch.is_empty()).then_some(batch))
+    }
+}
+
+impl ArchiveReader {
+    /// Rejects the `index`th message of the last batch after the fact, naming its file and line:
+    /// the store refused it (its msgid was kept by an earlier run with different content).
+    pub fn reject_read(&mut self, index: usize, error: String) {
+        if let Some((file, line)) = self.batch_at.get(index).cloned() {
+            reject(
+                &mut self.rejected,
+                &mut self.rejected_beyond,
+                &file,
+                line,
+                error,
+            );
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Action, Message, Role};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionKind {
     Single,
@@ -39,6 +39,9 @@ pub struct Session {
     pub end: i64,
     /// Ordered by (msgtime, msgid).
     pub messages: Vec<Message>,
+    /// What the QR codes in the session's images say, by msgid: read from the image bytes when the
+    /// media store has them (an image without them is skipped, never an error).
+    pub qr_codes: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Session {
@@ -53,6 +56,11 @@ impl Session {
 /// The conversation a message belongs to; `None` for events outside any chat (device switches).
 pub fn conversation_key(m: &Message) -> Option<String> {
     if m.action == Action::Switch {
+        return None;
+    }
+    // A consent event without its chat envelope belongs to no conversation: it is kept, and read by
+    // the consent list, but starts no session of one person.
+    if m.tolist.is_empty() && !m.is_group() {
         return None;
     }
     if m.is_group() {
@@ -115,6 +123,7 @@ fn close(tenant: &str, key: &str, messages: Vec<Message>) -> Session {
         start: first.msgtime,
         end: messages.last().map_or(first.msgtime, |m| m.msgtime),
         messages,
+        qr_codes: Default::default(),
     }
 }
 

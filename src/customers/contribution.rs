@@ -82,6 +82,7 @@ pub fn contributions(session: &Session, result: &SessionResult) -> Vec<Contribut
                     .take(SAID_MESSAGES)
                     .collect(),
                 facts,
+                side_deal: result.side_deal.clone(),
             }
         })
         .collect()

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::Contribution;
 use crate::archive::SessionKind;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Duplicate {
     /// same_customer, same_phone or same_name.
     pub kind: String,

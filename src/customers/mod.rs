@@ -48,10 +48,13 @@ pub struct Contribution {
     pub identifiers: Vec<Identifier>,
     /// What the customer wrote, masked, for matching the tag library.
     pub said: Vec<Said>,
+    /// A 飞单 suspected in the session: its score, staff and evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub side_deal: Option<crate::agents::SideDeal>,
 }
 
 /// A buying signal, with the message it came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Fact {
     /// need, objection, price (a budget the customer named), quote (a price staff gave), quantity,
     /// price_ask, bargain, purchase, closing.

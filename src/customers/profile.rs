@@ -11,7 +11,7 @@ use crate::agents::{EmotionLabel, Stage};
 /// Lists keep the latest of each kind; older ones are still in the sessions.
 const KEEP_FACTS: usize = 10;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CustomerProfile {
     pub customer: String,
     pub sessions: usize,
@@ -35,11 +35,24 @@ pub struct CustomerProfile {
     pub next_best_action: NextAction,
     pub tags: Vec<TagSuggestion>,
     pub duplicates: Vec<Duplicate>,
-    /// offline@1, or the model that refined the profile.
+    /// Sessions with a suspected 飞单, newest first: who, when, how strongly, and the messages.
+    #[serde(default)]
+    pub side_deals: Vec<SideDealSeen>,
+    /// offline@2, or the model that refined the profile.
     pub analyser: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A session of the customer where 飞单 is suspected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SideDealSeen {
+    pub session: String,
+    pub at: String,
+    pub score: u32,
+    pub staff: Vec<String>,
+    pub evidence: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StageMove {
     pub from: Stage,
     pub to: Stage,
@@ -49,7 +62,7 @@ pub struct StageMove {
     pub evidence: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CompetitorTrend {
     pub name: String,
     pub sessions: usize,
@@ -58,7 +71,7 @@ pub struct CompetitorTrend {
     pub evidence: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EmotionPoint {
     pub session: String,
     pub at: String,
@@ -66,7 +79,7 @@ pub struct EmotionPoint {
     pub score: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NextAction {
     pub action: String,
     pub reason: String,
@@ -191,6 +204,21 @@ pub fn fold(
         },
         tags: Vec::new(),
         duplicates,
+        side_deals: ordered
+            .iter()
+            .rev()
+            .filter_map(|c| {
+                let d = c.side_deal.as_ref()?;
+                Some(SideDealSeen {
+                    session: c.session.clone(),
+                    at: china_time(c.start),
+                    score: d.score,
+                    staff: d.staff.clone(),
+                    evidence: d.evidence.clone(),
+                })
+            })
+            .take(KEEP_FACTS)
+            .collect(),
         analyser: crate::agents::offline::VERSION.to_string(),
     };
     profile.next_best_action = next_action(&profile, ordered.last().copied());

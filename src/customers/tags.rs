@@ -18,13 +18,13 @@ use crate::agents::Stage;
 /// Suggestions below this confidence are not made.
 const MIN_CONFIDENCE: f64 = 0.5;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TagLibrary {
     #[serde(alias = "tag_group")]
     pub groups: Vec<TagGroup>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TagGroup {
     #[serde(alias = "group_name")]
     pub name: String,
@@ -37,7 +37,7 @@ pub struct TagGroup {
     pub tags: Vec<Tag>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tag {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -48,7 +48,7 @@ pub struct Tag {
     pub stages: Vec<Stage>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TagSuggestion {
     pub group: String,
     pub tag: String,

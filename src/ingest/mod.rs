@@ -24,7 +24,7 @@ pub const MAX_BODY_BYTES: usize = 16 << 20;
 pub const MAX_LINES: usize = 10_000;
 
 /// What became of a batch of arriving lines.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct Report {
     /// Messages stored now.
     pub accepted: usize,
@@ -91,6 +91,7 @@ async fn store_arrivals(
             "",
             fresh.iter().copied(),
             earlier,
+            &Default::default(),
         )
     };
     let done = store

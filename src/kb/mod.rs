@@ -60,7 +60,7 @@ pub enum KbError {
 }
 
 /// A chunk found by a search.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Hit {
     /// Stable id of the chunk: what findings cite.
     pub id: String,

@@ -24,6 +24,9 @@ pub enum MatchKind {
     Lexicon,
     Phone,
     BankCard,
+    /// A mainland resident ID number (18 digits with its ISO 7064 check, or the 15-digit legacy form).
+    IdCard,
+    Email,
     WechatId,
     QqId,
 }

@@ -5,12 +5,14 @@
 //! (recalls, red packets, transfers) into [`Alert`]s. [`mask_pii`] is the 脱敏 every stored alert and
 //! every model request goes through.
 
+pub mod behaviour;
 pub mod bench;
 mod lexicon;
 mod lines;
 mod matcher;
 mod normalize;
 mod pii;
+pub mod qr;
 mod risk;
 
 pub use lexicon::{Entry, Lexicon, LineError, Severity};

@@ -128,22 +128,87 @@ fn is_mobile(d: &str) -> bool {
     d.len() == 11 && d.starts_with('1') && matches!(d.as_bytes()[1], b'3'..=b'9')
 }
 
-/// Digits `from..to` of a run, located in the original text as a detection of `kind`.
-fn span(text: &str, run: &Run, from: usize, to: usize, kind: MatchKind) -> Match {
+/// Digits `from..to` of a run, located in the original text as a detection of `kind`; `extra` bytes
+/// after the last digit belong to it too (the X that ends an ID number).
+fn span(text: &str, run: &Run, from: usize, to: usize, kind: MatchKind, extra: usize) -> Match {
     let (word, severity) = match kind {
         MatchKind::BankCard => ("bank_card", Severity::High),
+        MatchKind::IdCard => ("id_card", Severity::High),
         _ => ("phone", Severity::Medium),
     };
     let (bs, _, _) = run.digits[from];
     let (be, len, _) = run.digits[to - 1];
-    located(text, bs, be + len, word, "隐私", severity, kind)
+    located(text, bs, be + len + extra, word, "隐私", severity, kind)
 }
 
-/// Phones and bank cards.
+/// Whether `yyyymmdd` is a date someone alive could be born on.
+fn birth_date(year: u32, month: u32, day: u32) -> bool {
+    (1850..=2030).contains(&year) && (1..=12).contains(&month) && (1..=31).contains(&day)
+}
+
+/// The first two digits of a mainland ID: a province-level region (11 北京 … 65 新疆, 71 台湾,
+/// 81 香港, 82 澳门).
+fn region(d: &[u8]) -> bool {
+    matches!(d[0] * 10 + d[1], 11..=15 | 21..=23 | 31..=37 | 41..=46 | 50..=54 | 61..=65 | 71 | 81 | 82)
+}
+
+/// An 18-character resident ID: 17 digits and a check character (0–9 or X) by ISO 7064 MOD 11-2,
+/// with a region and a birth date that can be.
+pub fn id_card_18(digits: &[u8], check: char) -> bool {
+    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    const CHECK: &[u8; 11] = b"10X98765432";
+    if digits.len() != 17 || !region(digits) {
+        return false;
+    }
+    let n = |r: std::ops::Range<usize>| digits[r].iter().fold(0u32, |a, d| a * 10 + u32::from(*d));
+    if !birth_date(n(6..10), n(10..12), n(12..14)) {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .zip(WEIGHTS)
+        .map(|(d, w)| u32::from(*d) * w)
+        .sum();
+    char::from(CHECK[(sum % 11) as usize]) == check.to_ascii_uppercase()
+}
+
+/// The 15-digit ID issued before 1999: region, a birth date as yymmdd (19yy), three digits; no check
+/// digit, so it is believed only where the text says 身份证.
+fn id_card_15(digits: &[u8]) -> bool {
+    let n = |r: std::ops::Range<usize>| digits[r].iter().fold(0u32, |a, d| a * 10 + u32::from(*d));
+    digits.len() == 15 && region(digits) && birth_date(1900 + n(6..8), n(8..10), n(10..12))
+}
+
+/// Phones, ID numbers and bank cards.
 fn numbers(text: &str, out: &mut Vec<Match>) {
+    let mut says_id: Option<bool> = None;
     for run in digit_runs(text) {
         let n = run.digits.len();
         let all = run.value(0, n);
+        let digits: Vec<u8> = run.digits.iter().map(|d| d.2).collect();
+        if run.ascii_only(text) {
+            let (last, len, _) = run.digits[n - 1];
+            let after = text[last + len..].chars().next();
+            if n == 17 {
+                if let Some(x) = after.filter(|c| matches!(c, 'X' | 'x' | 'Ｘ' | 'ｘ')) {
+                    if id_card_18(&digits, 'X') {
+                        out.push(span(text, &run, 0, n, MatchKind::IdCard, x.len_utf8()));
+                        continue;
+                    }
+                }
+            }
+            if n == 18 && id_card_18(&digits[..17], char::from(b'0' + digits[17])) {
+                out.push(span(text, &run, 0, n, MatchKind::IdCard, 0));
+                continue;
+            }
+            if n == 15
+                && id_card_15(&digits)
+                && *says_id.get_or_insert_with(|| text.contains("身份证") || text.contains("证件"))
+            {
+                out.push(span(text, &run, 0, n, MatchKind::IdCard, 0));
+                continue;
+            }
+        }
         // +86 / 0086 prefixes belong to the number but not to what is masked.
         let phone_from = if is_mobile(&all) {
             Some(0)
@@ -155,14 +220,61 @@ fn numbers(text: &str, out: &mut Vec<Match>) {
             None
         };
         if let Some(from) = phone_from {
-            out.push(span(text, &run, from, n, MatchKind::Phone));
+            out.push(span(text, &run, from, n, MatchKind::Phone, 0));
         } else if (16..=19).contains(&n)
             && run.ascii_only(text)
             && matches!(all.as_bytes()[0], b'3'..=b'6')
             && luhn(&all)
         {
-            out.push(span(text, &run, 0, n, MatchKind::BankCard));
+            out.push(span(text, &run, 0, n, MatchKind::BankCard, 0));
         }
+    }
+}
+
+/// E-mail addresses: `local@domain.tld`, ASCII, with `@` or a full-width `＠`.
+fn emails(text: &str, out: &mut Vec<Match>) {
+    let local = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '%' | '+' | '-');
+    let label = |c: char| c.is_ascii_alphanumeric() || c == '-';
+    for (at, sign) in text.match_indices(['@', '＠']) {
+        let start = text[..at]
+            .char_indices()
+            .rev()
+            .take_while(|(_, c)| local(*c))
+            .last()
+            .map(|(i, _)| i);
+        let Some(start) = start else { continue };
+        let from = at + sign.len();
+        let domain_len: usize = text[from..]
+            .chars()
+            .take_while(|c| label(*c) || *c == '.')
+            .map(char::len_utf8)
+            .sum();
+        let domain = text[from..from + domain_len].trim_end_matches('.');
+        let end = from + domain.len();
+        let labels: Vec<&str> = domain.split('.').collect();
+        // At least a name and a TLD of two letters or more; no empty label; no local part that
+        // starts with a dot.
+        let tld = labels.last().copied().unwrap_or("");
+        if labels.len() < 2
+            || labels.iter().any(|l| l.is_empty())
+            || tld.len() < 2
+            || !tld.bytes().all(|b| b.is_ascii_alphabetic())
+            || text[start..at].starts_with('.')
+        {
+            continue;
+        }
+        if out.iter().any(|o| o.byte_start < end && start < o.byte_end) {
+            continue;
+        }
+        out.push(located(
+            text,
+            start,
+            end,
+            "email",
+            "隐私",
+            Severity::Medium,
+            MatchKind::Email,
+        ));
     }
 }
 
@@ -307,6 +419,9 @@ fn handoffs_in(text: &str, norm: &Normalized, out: &mut Vec<Match>) {
 pub(super) fn detect_in(text: &str, norm: &Normalized) -> Vec<Match> {
     let mut out = Vec::new();
     numbers(text, &mut out);
+    if text.contains(['@', '＠']) {
+        emails(text, &mut out);
+    }
     // The normalized text has letters folded to ASCII lower case, so the id pre-check is a byte loop.
     // It drops `_`/`-` and joins across separators, which can only let more texts through, never fewer.
     let mut run = 0;
@@ -328,6 +443,9 @@ pub(super) fn detect_in(text: &str, norm: &Normalized) -> Vec<Match> {
 pub fn detect(text: &str) -> Vec<Match> {
     let mut out = Vec::new();
     numbers(text, &mut out);
+    if text.contains(['@', '＠']) {
+        emails(text, &mut out);
+    }
     handoffs(text, &mut out);
     super::matcher::char_offsets(text, &mut out);
     out
@@ -344,7 +462,8 @@ pub fn phone_digits(matched: &str) -> String {
 }
 
 /// 脱敏: phones keep their first 3 and last 4 digits (138****5678), cards their first and last 4
-/// (6222 **** **** 0123), ids their first 2 characters. Everything else is left as it was.
+/// (6222 **** **** 0123), ID numbers their first 3 and last 4, e-mail addresses the first character
+/// and the domain, hand-off ids their first 2 characters. Everything else is left as it was.
 pub fn mask(text: &str) -> String {
     let found = detect(text);
     if found.is_empty() {
@@ -378,6 +497,19 @@ pub fn mask(text: &str) -> String {
                 let first: String = digits[..4].iter().collect();
                 let last: String = digits[digits.len() - 4..].iter().collect();
                 out.push_str(&format!("{first} **** **** {last}"));
+            }
+            MatchKind::IdCard => {
+                let n = piece.chars().count();
+                for (i, c) in piece.chars().enumerate() {
+                    out.push(if i < 3 || i + 4 >= n { c } else { '*' });
+                }
+            }
+            MatchKind::Email => {
+                let at = piece.find(['@', '＠']).unwrap_or(0);
+                let mut chars = piece[..at].chars();
+                out.extend(chars.next());
+                out.push_str("***");
+                out.push_str(&piece[at..]);
             }
             _ => {
                 for (i, c) in piece.chars().enumerate() {
@@ -434,6 +566,46 @@ mod tests {
         );
         assert_eq!(found("6222 0212 3456 7890 128")[0].0, "bank_card");
         assert!(found("卡号6222021234567890127").is_empty());
+    }
+
+    /// The check digits are computed by ISO 7064 MOD 11-2; these numbers are invented.
+    #[test]
+    fn id_numbers_need_their_check_digit_a_region_and_a_birth_date() {
+        assert_eq!(
+            found("身份证号11010519491231002X给你"),
+            vec![("id_card".into(), "11010519491231002X".into())]
+        );
+        assert_eq!(
+            found("证件 440524188001010014"),
+            vec![("id_card".into(), "440524188001010014".into())]
+        );
+        // One check digit off, an impossible month, an unknown region: not IDs.
+        assert!(found("11010519491231003X")
+            .iter()
+            .all(|(w, _)| w != "id_card"));
+        assert!(found("110105194913310021")
+            .iter()
+            .all(|(w, _)| w != "id_card"));
+        assert!(found("990105194912310021")
+            .iter()
+            .all(|(w, _)| w != "id_card"));
+        // The legacy 15-digit form only where the text speaks of an ID.
+        assert_eq!(found("老身份证 110105491231002")[0].0, "id_card");
+        assert!(found("订单 110105491231002").is_empty());
+        assert_eq!(mask("11010519491231002X"), "110***********002X");
+    }
+
+    #[test]
+    fn emails_with_a_dot_and_a_letter_tld() {
+        assert_eq!(
+            found("发我邮箱 zhang.san+crm@mail.example.com 谢谢"),
+            vec![("email".into(), "zhang.san+crm@mail.example.com".into())]
+        );
+        assert_eq!(found("lisi＠qq.com")[0].0, "email");
+        for not in ["@所有人 开会", "a@b", "x@host.c", "价格@100.00", "我@你"] {
+            assert!(found(not).is_empty(), "{not}");
+        }
+        assert_eq!(mask("邮箱 zhang@example.com"), "邮箱 z***@example.com");
     }
 
     #[test]

@@ -9,11 +9,12 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::behaviour::{self, Behaviours};
 use super::{mask_pii, Engine, MatchKind, Severity};
 use crate::archive::{Event, Session};
 
 /// One thing a manager should look at, pointing at the messages that show it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Alert {
     pub session: String,
     pub msgid: String,
@@ -41,11 +42,12 @@ fn one() -> usize {
     1
 }
 
-/// Tenant limits for money moving inside a chat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A tenant's rules: limits for money moving inside a chat, and which behaviours it watches.
+#[derive(Debug, Clone, PartialEq)]
 pub struct RiskRules {
     pub redpacket_threshold_fen: i64,
     pub transfer_threshold_fen: i64,
+    pub behaviours: Behaviours,
 }
 
 impl Default for RiskRules {
@@ -53,8 +55,21 @@ impl Default for RiskRules {
         RiskRules {
             redpacket_threshold_fen: 20_000,
             transfer_threshold_fen: 100_000,
+            behaviours: Behaviours::default(),
         }
     }
+}
+
+/// The rule a text detection answers to; `None` for the lexicon, which the tenant edits itself.
+fn rule_of(kind: MatchKind) -> Option<&'static str> {
+    Some(match kind {
+        MatchKind::Lexicon => return None,
+        MatchKind::Phone => "phone",
+        MatchKind::BankCard => "bank_card",
+        MatchKind::IdCard => "id_card",
+        MatchKind::Email => "email",
+        MatchKind::WechatId | MatchKind::QqId => "handoff",
+    })
 }
 
 /// Longest alert text kept; the msgid leads to the full message.
@@ -75,6 +90,7 @@ pub fn scan_session(engine: &Engine, rules: &RiskRules, session: &Session) -> Ve
         &session.id,
         &session.messages,
         &HashMap::new(),
+        &session.qr_codes,
     )
 }
 
@@ -87,7 +103,9 @@ pub fn scan_messages<'a>(
     session_id: &str,
     messages: impl IntoIterator<Item = &'a crate::archive::Message>,
     earlier: &HashMap<String, Flag>,
+    qr_codes: &std::collections::BTreeMap<String, Vec<String>>,
 ) -> Vec<Alert> {
+    let on = |name: &str| rules.behaviours.on(name);
     let mut alerts = Vec::new();
     // msgid -> flag, for recalls that come later among these messages.
     let mut flagged: HashMap<&str, Flag> = HashMap::new();
@@ -110,6 +128,17 @@ pub fn scan_messages<'a>(
             };
         if let Some(text) = &m.text {
             let mut hits = engine.scan(text);
+            // Detectors the tenant turned off drop out; the others take the tenant's severity.
+            hits.retain_mut(|h| match rule_of(h.kind) {
+                None => true,
+                Some(name) => match on(name) {
+                    Some(r) => {
+                        h.severity = r.severity;
+                        true
+                    }
+                    None => false,
+                },
+            });
             // Text reordered by a bidi override is scanned as it shows too; such hits point at the
             // message (offsets 0, 0), since they have no span in the stored order.
             if let Some(visual) = super::normalize::visual_order(text) {
@@ -149,7 +178,10 @@ pub fn scan_messages<'a>(
                 for hit in distinct {
                     let kind = match hit.kind {
                         MatchKind::Lexicon => "sensitive",
-                        MatchKind::Phone | MatchKind::BankCard => "pii",
+                        MatchKind::Phone
+                        | MatchKind::BankCard
+                        | MatchKind::IdCard
+                        | MatchKind::Email => "pii",
                         MatchKind::WechatId | MatchKind::QqId => "handoff",
                     };
                     let mut a = alert(
@@ -174,7 +206,7 @@ pub fn scan_messages<'a>(
                     }
                 }
             }
-            if let Some(fen) = transfer_amount_fen(text) {
+            if let Some(fen) = transfer_amount_fen(text).filter(|_| on("transfer").is_some()) {
                 if fen >= rules.transfer_threshold_fen {
                     let masked = mask_pii(text);
                     alerts.push(alert(
@@ -193,7 +225,9 @@ pub fn scan_messages<'a>(
                 external,
                 total_amount_fen,
                 total_count,
-            } if *total_amount_fen >= rules.redpacket_threshold_fen => {
+            } if *total_amount_fen >= rules.redpacket_threshold_fen
+                && on("redpacket").is_some() =>
+            {
                 let text = format!(
                     "{}红包 ¥{}.{:02}（{}个）{}",
                     if *external { "互通" } else { "" },
@@ -216,7 +250,7 @@ pub fn scan_messages<'a>(
                     (0, 0),
                 ));
             }
-            Event::Revoke { pre_msgid } => {
+            Event::Revoke { pre_msgid } if on("revoke").is_some() => {
                 let flag = flagged
                     .get(pre_msgid.as_str())
                     .or_else(|| earlier.get(pre_msgid));
@@ -234,6 +268,17 @@ pub fn scan_messages<'a>(
                 }
             }
             _ => {}
+        }
+        let qr = qr_codes.get(&m.msgid).map_or(&[][..], Vec::as_slice);
+        for b in behaviour::scan(m, &rules.behaviours, qr) {
+            alerts.push(alert(
+                b.kind,
+                b.category,
+                b.severity,
+                &b.word,
+                &mask_pii(&b.text),
+                (0, 0),
+            ));
         }
     }
     alerts

@@ -82,7 +82,7 @@ impl SessionFilter {
 }
 
 /// A re-analysis request's progress.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct RequestStatus {
     pub id: i64,
     pub conversations: i64,

@@ -31,6 +31,8 @@ pub struct StoredConversation {
     pub extras: Option<String>,
     /// The archive's newest message time for the tenant ("now" for overdue replies).
     pub horizon: i64,
+    /// What the QR codes in its images say, by msgid, for the images read so far.
+    pub qr_codes: BTreeMap<String, Vec<String>>,
 }
 
 /// A session as last analysed. The result stays JSON until the analysis finds it can reuse it.
@@ -98,6 +100,43 @@ impl Store {
                 .map_err(|e| StoreError::Corrupt(format!("message {msgid}: {e}")))?;
             if let Some(c) = by_key.get_mut(key.as_str()) {
                 c.messages.push(m);
+            }
+        }
+        // Images whose bytes the media store has and whose QR codes were read.
+        let images: std::collections::HashMap<&str, &str> = by_key
+            .iter()
+            .flat_map(|(k, c)| {
+                c.messages
+                    .iter()
+                    .filter(|m| m.msgtype == "image")
+                    .map(move |m| (m.msgid.as_str(), *k))
+            })
+            .collect();
+        let mut codes: Vec<(String, String, Vec<String>)> = Vec::new();
+        if !images.is_empty() {
+            let ids: Vec<&str> = images.keys().copied().collect();
+            let rows = select_in(
+                &mut conn,
+                "SELECT msgid, qr FROM huixi_media",
+                "msgid",
+                tenant,
+                &ids,
+                " AND qr IS NOT NULL",
+            )
+            .await?;
+            for r in rows {
+                let (msgid, json) = (text(&r, 0)?, text(&r, 1)?);
+                let payloads: Vec<String> = serde_json::from_str(&json).unwrap_or_default();
+                if let Some(key) = images.get(msgid.as_str()) {
+                    if !payloads.is_empty() {
+                        codes.push((key.to_string(), msgid, payloads));
+                    }
+                }
+            }
+        }
+        for (key, msgid, payloads) in codes {
+            if let Some(c) = by_key.get_mut(key.as_str()) {
+                c.qr_codes.insert(msgid, payloads);
             }
         }
         let mut session_of: BTreeMap<String, String> = BTreeMap::new();

@@ -250,7 +250,7 @@ impl Store {
 }
 
 /// The raw lines stored under these msgids.
-async fn stored_raw(
+pub(super) async fn stored_raw(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tenant: &str,
     ids: &[&str],

@@ -10,7 +10,7 @@ use super::{now_ms, text, Store, StoreError};
 use crate::kb::{digest, Document};
 
 /// A stored document without its text: what a listing shows and what tells an index it is current.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct KbDocumentInfo {
     pub name: String,
     /// Of the UTF-8 text.

@@ -78,6 +78,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0010_ingest.sql"),
         mysql: include_str!("../../migrations/mysql/0010_ingest.sql"),
     },
+    Migration {
+        version: 11,
+        name: "behaviours",
+        sqlite: include_str!("../../migrations/sqlite/0011_behaviours.sql"),
+        mysql: include_str!("../../migrations/mysql/0011_behaviours.sql"),
+    },
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<(), StoreError> {

@@ -3,6 +3,7 @@
 //! dialects differ spelled out in [`Dialect`]; all tables carry the `huixi_` prefix and a tenant column.
 
 mod api;
+mod consents;
 mod conversations;
 mod customers;
 mod ingest;
@@ -24,14 +25,15 @@ use std::str::FromStr;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::AnyPool;
 
-pub use api::{Principal, SessionFilter};
+pub use api::{Principal, RequestStatus, SessionFilter};
+pub use consents::Consent;
 #[cfg(test)]
 pub use conversations::StoredSession;
 pub use conversations::{Committed, StoredConversation};
 pub use customers::{contributions_hash, ProfileWrite, StaleCustomer};
 pub use ingest::Ingested;
 pub use jobs::{DeadJob, NewJob};
-pub use kb_documents::KbPut;
+pub use kb_documents::{KbDocumentInfo, KbPut};
 pub use llm::{CachedAnswer, UsageGrouping, UsageRow};
 pub use runs::RunRecord;
 pub use settings::{StoredTenant, TenantSettings};

@@ -51,7 +51,7 @@ pub struct WecomSource {
 }
 
 /// What may be shown of a source: no secret, no key.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct WecomStatus {
     pub corpid: String,
     pub key_versions: Vec<u32>,
@@ -468,6 +468,52 @@ impl Store {
             .bind(error),
         };
         q.bind(tenant).bind(msgid).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// What the QR codes of a fetched image say. Its conversation is due for analysis again now
+    /// (or when it was due already, if later): the image was scanned on arrival without its bytes.
+    pub async fn media_qr(
+        &self,
+        tenant: &str,
+        msgid: &str,
+        payloads: &[String],
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(payloads).unwrap_or_else(|_| "[]".into());
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE huixi_media SET qr = ? WHERE tenant = ? AND msgid = ?")
+            .bind(json)
+            .bind(tenant)
+            .bind(msgid)
+            .execute(&mut *tx)
+            .await?;
+        let conversation: Option<String> = sqlx::query_scalar(
+            "SELECT conversation FROM huixi_messages WHERE tenant = ? AND msgid = ?",
+        )
+        .bind(tenant)
+        .bind(msgid)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(conversation) = conversation {
+            let upsert = match self.dialect {
+                Dialect::Sqlite => {
+                    "INSERT INTO huixi_pending_analysis (tenant, conversation, due_at) VALUES (?, ?, ?) \
+                     ON CONFLICT (tenant, conversation) DO UPDATE SET \
+                     due_at = MAX(huixi_pending_analysis.due_at, excluded.due_at)"
+                }
+                Dialect::MySql => {
+                    "INSERT INTO huixi_pending_analysis (tenant, conversation, due_at) VALUES (?, ?, ?) \
+                     ON DUPLICATE KEY UPDATE due_at = GREATEST(due_at, VALUES(due_at))"
+                }
+            };
+            sqlx::query(upsert)
+                .bind(tenant)
+                .bind(conversation)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -3,9 +3,11 @@
 //! Checked field by field, so an error names the field that is wrong (`competitors[2].aliases[0]`).
 
 use serde::{Deserialize, Serialize};
+
+use crate::sensitive::behaviour::{Behaviours, RulePatch};
 use serde_json::Value;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SettingsDocument {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub competitors: Option<Vec<Competitor>>,
@@ -15,9 +17,13 @@ pub struct SettingsDocument {
     pub transfer_threshold_yuan: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_gap_minutes: Option<i64>,
+    /// Changes to the sensitive-behaviour rules, by behaviour name (`card`, `link`, …): each field
+    /// given replaces the default's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behaviours: Option<std::collections::BTreeMap<String, RulePatch>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Competitor {
     pub name: String,
     #[serde(default)]
@@ -44,6 +50,7 @@ const FIELDS: &[&str] = &[
     "redpacket_threshold_yuan",
     "transfer_threshold_yuan",
     "idle_gap_minutes",
+    "behaviours",
 ];
 /// Enough for any company's market; a list longer than this is a mistake, not a market.
 const MAX_COMPETITORS: usize = 2_000;
@@ -104,6 +111,28 @@ impl SettingsDocument {
                 ));
             }
             doc.idle_gap_minutes = Some(minutes);
+        }
+        if let Some(v) = present("behaviours") {
+            let patches: std::collections::BTreeMap<String, RulePatch> =
+                serde_json::from_value(v.clone())
+                    .map_err(|e| wrong("behaviours", e.to_string()))?;
+            for (name, p) in &patches {
+                let lists = p.allow.iter().chain(&p.marked);
+                if lists.clone().any(|l| l.len() > MAX_COMPETITORS) {
+                    return Err(wrong(
+                        format!("behaviours.{name}"),
+                        format!("a list of at most {MAX_COMPETITORS}"),
+                    ));
+                }
+                if lists.flatten().any(|w| w.chars().count() > 253) {
+                    return Err(wrong(
+                        format!("behaviours.{name}"),
+                        "an entry over 253 characters",
+                    ));
+                }
+            }
+            Behaviours::patched(&patches).map_err(|e| wrong("behaviours", e))?;
+            doc.behaviours = Some(patches);
         }
         Ok(doc)
     }

@@ -20,6 +20,7 @@ use crate::agents::{AgentSet, Sources};
 use crate::analysis;
 use crate::kb::Knowledge;
 use crate::llm::{AnswerCache, Endpoint};
+use crate::sensitive::behaviour::Behaviours;
 use crate::sensitive::{Engine, Lexicon, LineError, RiskRules};
 use crate::store::{Store, StoredTenant, TenantSettings};
 use crate::trajectory::Hours;
@@ -87,12 +88,14 @@ pub struct Tenant {
 }
 
 /// The settings document with every field decided, as `GET /v1/settings` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Effective {
     pub competitors: Vec<Competitor>,
     pub redpacket_threshold_yuan: f64,
     pub transfer_threshold_yuan: f64,
     pub idle_gap_minutes: i64,
+    /// Every sensitive behaviour's rule as it applies.
+    pub behaviours: Behaviours,
 }
 
 impl Tenant {
@@ -101,7 +104,7 @@ impl Tenant {
         analysis::Config {
             tenant: &self.id,
             idle_gap_ms: self.idle_gap_ms,
-            rules: self.rules,
+            rules: &self.rules,
             engine: &self.engine,
             offline: &self.offline,
             model: self.llm.as_ref().map_or("offline", |l| l.fingerprint()),
@@ -269,6 +272,12 @@ impl Tenants {
                 .transfer_threshold_yuan
                 .unwrap_or(d.transfer_threshold_yuan),
             idle_gap_minutes: doc.idle_gap_minutes.unwrap_or(d.idle_gap_minutes),
+            behaviours: match &doc.behaviours {
+                Some(patches) => {
+                    Behaviours::patched(patches).map_err(|e| invalid(format!("behaviours: {e}")))?
+                }
+                None => Behaviours::default(),
+            },
         };
         let (engine, own_lexicon) = match &stored.lexicon {
             Some((lexicon, whitelist)) => {
@@ -324,6 +333,7 @@ impl Tenants {
             rules: RiskRules {
                 redpacket_threshold_fen: fen(effective.redpacket_threshold_yuan),
                 transfer_threshold_fen: fen(effective.transfer_threshold_yuan),
+                behaviours: effective.behaviours.clone(),
             },
             idle_gap_ms: effective.idle_gap_minutes * 60_000,
             effective,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 /// How far ahead a deadline is searched for; a calendar with no working time in a year is refused.
 const SEARCH_DAYS: i64 = 400;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Calendar {
     /// `+08:00`.
@@ -33,7 +33,7 @@ pub struct Calendar {
     pub workdays: BTreeSet<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Weekly {
     pub mon: String,

@@ -25,7 +25,7 @@ pub const TIMEOUT_KIND: &str = "response_timeout";
 pub const TIMEOUT_CATEGORY: &str = "超时未回复";
 
 /// A customer waiting for staff: from the customer's first unanswered message to the next staff reply.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Turn {
     pub session: String,
     /// The customer message that opened the turn.

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::{Traffic, Turn};
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SessionMetrics {
     pub session: String,
     pub staff: Vec<String>,
@@ -27,7 +27,7 @@ pub struct SessionMetrics {
     pub alerts_by_category: BTreeMap<String, u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct StaffDay {
     pub staff: String,
     pub day: String,

@@ -422,3 +422,56 @@ async fn a_master_key_seals_message_text_at_rest_and_changes_no_result() {
     run(&sealed, &[("HUIXI_MASTER_KEY", key)], &[]);
     assert_eq!(before, dump(&sealed).await);
 }
+
+/// A msgid stored by an earlier run and read again with different content is a rejected line naming
+/// its file and line, and the stored message is kept; the same line read again is a plain repeat.
+#[tokio::test]
+async fn a_msgid_stored_earlier_with_different_content_is_a_rejected_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_url(dir.path());
+    let line = |id: &str, text: &str| {
+        format!(
+            r#"{{"msgid":"{id}","action":"send","from":"wmDup","tolist":["liuyang"],"roomid":"","msgtime":1795136400000,"msgtype":"text","text":{{"content":"{text}"}}}}"#
+        )
+    };
+    let first = dir.path().join("first.jsonl");
+    std::fs::write(&first, [line("d1", "你好"), line("d2", "在吗")].join("\n")).unwrap();
+    let report = stdout_json(&huixi(&[
+        "analyze",
+        first.to_str().unwrap(),
+        "--db",
+        &db,
+        "--json",
+    ]));
+    assert_eq!(report["rejected_lines"].as_array().unwrap().len(), 0);
+
+    let second = dir.path().join("second.jsonl");
+    let lines = [
+        line("d2", "在吗"),
+        line("d3", "新的"),
+        line("d1", "改过的内容"),
+    ];
+    std::fs::write(&second, lines.join("\n")).unwrap();
+    let report = stdout_json(&huixi(&[
+        "analyze",
+        second.to_str().unwrap(),
+        "--db",
+        &db,
+        "--json",
+    ]));
+    let rejected = report["rejected_lines"].as_array().unwrap();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0]["file"], second.display().to_string());
+    assert_eq!(rejected[0]["line"], 3);
+    let error = rejected[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("\"d1\"") && error.contains("different content"),
+        "{error}"
+    );
+    let stored = rows_of(&db, &["SELECT raw FROM huixi_messages WHERE msgid = 'd1'"]).await;
+    assert!(
+        stored[0].contains("你好") && !stored[0].contains("改过"),
+        "{stored:?}"
+    );
+    assert_eq!(count(&db, "huixi_messages").await, 3);
+}

@@ -433,7 +433,7 @@ async fn health_readiness_metrics_and_openapi_are_served() {
     );
     let (status, doc) = s.call("GET", "/openapi.json", None, None).await;
     assert_eq!(status, 200);
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/v1/reanalyze"]["post"].is_object());
     for (path, method) in [
         ("/v1/customers/{id}", "get"),
@@ -1073,6 +1073,13 @@ async fn real_responses_match_the_openapi_document() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let (status, queued) = s
+        .post("/v1/reanalyze", &s.a, json!({"session": session}))
+        .await;
+    assert_eq!(status, 202, "{queued}");
+    let job = queued["job"].as_i64().unwrap();
+    let (_, calendar) = s.get("/v1/calendar", &s.a).await;
+    let calendar = calendar["calendar"].clone();
     let line = json!({"msgid": "spec-1", "action": "send", "from": "wmX", "tolist": ["staff1"],
         "roomid": "", "msgtime": 1_795_136_400_000_i64, "msgtype": "text", "text": {"content": "你好"}});
     // (route as the spec names it, method, path called, token, body, status expected)
@@ -1235,9 +1242,174 @@ async fn real_responses_match_the_openapi_document() {
             Some(json!({"tenant": "other"}).to_string()),
             201,
         ),
+        ("/v1/consents", "get", "/v1/consents".into(), a, None, 200),
+        ("/v1/consents", "get", "/v1/consents?state=maybe".into(), a, None, 400),
+        ("/v1/jobs/{id}", "get", format!("/v1/jobs/{job}"), a, None, 200),
+        ("/v1/jobs/{id}", "get", "/v1/jobs/999999".into(), a, None, 404),
+        ("/v1/jobs/{id}", "get", "/v1/jobs/abc".into(), a, None, 400),
+        ("/v1/lexicon", "get", "/v1/lexicon".into(), a, None, 200),
+        (
+            "/v1/lexicon",
+            "put",
+            "/v1/lexicon".into(),
+            a,
+            Some("加我微信,引流,high\nbad line\n".into()),
+            200,
+        ),
+        ("/v1/whitelist", "get", "/v1/whitelist".into(), a, None, 200),
+        (
+            "/v1/whitelist",
+            "put",
+            "/v1/whitelist".into(),
+            a,
+            Some("微信支付\n".into()),
+            200,
+        ),
+        (
+            "/v1/customers/{id}/tags",
+            "get",
+            format!("/v1/customers/{customer}/tags"),
+            a,
+            None,
+            200,
+        ),
+        (
+            "/v1/tag-library",
+            "put",
+            "/v1/tag-library".into(),
+            a,
+            Some(json!({"groups": [{"name": "意向", "tags": [{"name": "报价", "keywords": ["报价"]}]}]}).to_string()),
+            200,
+        ),
+        ("/v1/tag-library", "put", "/v1/tag-library".into(), a, Some("{".into()), 400),
+        ("/v1/calendar", "get", "/v1/calendar".into(), a, None, 200),
+        (
+            "/v1/calendar",
+            "put",
+            "/v1/calendar".into(),
+            a,
+            Some(calendar.to_string()),
+            200,
+        ),
+        ("/v1/calendar", "put", "/v1/calendar".into(), a, Some("[]".into()), 400),
+        ("/v1/settings", "put", "/v1/settings".into(), a, Some("{}".into()), 200),
+        (
+            "/v1/settings",
+            "put",
+            "/v1/settings".into(),
+            a,
+            Some(json!({"idle_gap_minutes": -1}).to_string()),
+            400,
+        ),
+        ("/v1/agents/{name}", "get", "/v1/agents/emotion".into(), a, None, 200),
+        ("/v1/agents/{name}", "get", "/v1/agents/nope".into(), a, None, 404),
+        (
+            "/v1/agents/{name}",
+            "put",
+            "/v1/agents/emotion".into(),
+            a,
+            Some(json!({"temperature": 0.1}).to_string()),
+            200,
+        ),
+        (
+            "/v1/agents/{name}",
+            "put",
+            "/v1/agents/emotion".into(),
+            a,
+            Some(json!({"temperature": "hot"}).to_string()),
+            400,
+        ),
+        ("/v1/agents/{name}", "delete", "/v1/agents/emotion".into(), a, None, 204),
+        ("/v1/agents/{name}", "delete", "/v1/agents/emotion".into(), a, None, 404),
+        ("/v1/kb/documents", "get", "/v1/kb/documents".into(), a, None, 200),
+        (
+            "/v1/kb/documents/{name}",
+            "put",
+            "/v1/kb/documents/faq.md".into(),
+            a,
+            Some("# 退款\n七天无理由退款".into()),
+            201,
+        ),
+        (
+            "/v1/kb/documents/{name}",
+            "put",
+            "/v1/kb/documents/faq.pdf".into(),
+            a,
+            Some("x".into()),
+            400,
+        ),
+        ("/v1/kb/documents/{name}", "get", "/v1/kb/documents/faq.md".into(), a, None, 200),
+        ("/v1/kb/documents/{name}", "get", "/v1/kb/documents/none.md".into(), a, None, 404),
+        // This server has no knowledge base (no --data-dir): searching is unavailable.
+        ("/v1/kb/search", "get", "/v1/kb/search?q=退款".into(), a, None, 503),
+        ("/v1/kb/search", "get", "/v1/kb/search".into(), a, None, 400),
+        ("/v1/kb/documents/{name}", "delete", "/v1/kb/documents/faq.md".into(), a, None, 200),
+        ("/v1/kb/documents/{name}", "delete", "/v1/kb/documents/faq.md".into(), a, None, 404),
+        (
+            "/v1/wecom/notify/{tenant}",
+            "get",
+            "/v1/wecom/notify/default?echostr=x".into(),
+            None,
+            None,
+            404,
+        ),
+        (
+            "/v1/wecom/notify/{tenant}",
+            "post",
+            "/v1/wecom/notify/default".into(),
+            None,
+            Some("<xml></xml>".into()),
+            404,
+        ),
+        (
+            "/admin/tenants/{tenant}/wecom",
+            "put",
+            "/admin/tenants/default/wecom".into(),
+            admin,
+            Some(json!({"corpid": "ww1", "secret": "s", "private_keys": {"v1": "pem"}}).to_string()),
+            400,
+        ),
+        (
+            "/admin/tenants/{tenant}/webhook/dead/redeliver",
+            "post",
+            "/admin/tenants/default/webhook/dead/redeliver".into(),
+            admin,
+            None,
+            200,
+        ),
+        ("/admin/tokens/{id}", "delete", "/admin/tokens/999999".into(), admin, None, 404),
+        ("/metrics", "get", "/metrics".into(), None, None, 200),
+        ("/openapi.json", "get", "/openapi.json".into(), None, None, 200),
         ("/healthz", "get", "/healthz".into(), None, None, 200),
         ("/readyz", "get", "/readyz".into(), None, None, 200),
     ];
+    // A method a route lacks is a JSON error too, though no operation describes it.
+    let (status, body) = s.call("DELETE", "/healthz", None, None).await;
+    assert_eq!(status, 405);
+    assert!(body["error"].is_string(), "{body}");
+    // Every operation the document describes is called at least once.
+    let called: std::collections::BTreeSet<(String, String)> = cases
+        .iter()
+        .map(|c| (c.0.to_string(), c.1.to_string()))
+        .collect();
+    let mut described = std::collections::BTreeSet::new();
+    for (route, item) in doc["paths"].as_object().unwrap() {
+        for method in ["get", "put", "post", "delete", "patch"] {
+            if item.get(method).is_some() {
+                described.insert((route.clone(), method.to_string()));
+            }
+        }
+    }
+    let uncalled: Vec<_> = described.difference(&called).collect();
+    assert!(
+        uncalled.is_empty(),
+        "operations no case calls: {uncalled:?}"
+    );
+    let undescribed: Vec<_> = called.difference(&described).collect();
+    assert!(
+        undescribed.is_empty(),
+        "operations the document lacks: {undescribed:?}"
+    );
     let mut failures = Vec::new();
     for (route, method, path, token, body, want) in cases {
         let (status, value) = s.call(&method.to_uppercase(), &path, token, body).await;

@@ -9,7 +9,9 @@ use serde_json::Value;
 use crate::helpers::*;
 use crate::mock_llm::{Behaviour, Mock};
 
-const SUITES: [&str; 6] = [
+const SUITES: [&str; 8] = [
+    "quality_dev",
+    "quality_test",
     "emotion",
     "staff_score",
     "keywords",
@@ -35,8 +37,19 @@ fn every_shipped_suite_holds_its_offline_baseline() {
             String::from_utf8_lossy(&out.stderr)
         );
         let table = String::from_utf8_lossy(&out.stdout);
+        let suite = std::fs::read_to_string(dir.join("suite.toml")).unwrap();
+        let dataset = suite
+            .lines()
+            .find_map(|l| l.strip_prefix("dataset = "))
+            .unwrap()
+            .trim_matches('"');
+        let cases = std::fs::read_to_string(dir.join(dataset))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .count();
         assert!(
-            table.contains("offline") && table.contains("30 cases"),
+            table.contains("offline") && table.contains(&format!("{cases} cases")),
             "{table}"
         );
     }

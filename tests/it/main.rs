@@ -3,6 +3,7 @@
 
 mod analyze;
 mod api;
+mod behaviours;
 mod customers;
 mod evals;
 mod helpers;

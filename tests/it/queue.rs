@@ -573,7 +573,12 @@ async fn sigterm_finishes_jobs_in_flight_and_exits_cleanly() {
         "it stopped taking jobs: {t}"
     );
     let writes = s.writes().await;
-    assert_eq!(writes.len() as u64, t["done"].as_u64().unwrap());
+    assert_eq!(
+        writes.len() as u64,
+        t["done"].as_u64().unwrap(),
+        "{t}\n{writes:?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (waiting, _) = {
         sqlx::any::install_default_drivers();
         let pool = sqlx::AnyPool::connect(&s.db).await.unwrap();

@@ -142,6 +142,10 @@ const HOT: &[&str] = &[
     "SELECT once_key FROM huixi_alerts WHERE tenant = ? AND once_key IN (?, ?) AND session_id = ''",
     "UPDATE huixi_alerts SET session_id = ? WHERE tenant = ? AND once_key IN (?, ?) AND session_id = ''",
     "DELETE FROM huixi_pending_analysis WHERE tenant = ? AND conversation = ? AND due_at = ?",
+    // Sensitive behaviours (issue 20): the QR codes of a conversation's images, and the consent
+    // events by type.
+    "SELECT msgid, qr FROM huixi_media WHERE tenant = ? AND msgid IN (?, ?) AND qr IS NOT NULL",
+    "SELECT msgid, raw, msgtime FROM huixi_messages WHERE tenant = ? AND msgtype IN (?, ?)",
 ];
 
 /// Queries whose answer is one row of the tenant by design: an aggregate the index answers at its

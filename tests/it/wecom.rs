@@ -755,3 +755,88 @@ async fn two_replicas_never_pull_one_tenant_at_the_same_time() {
         3_500
     );
 }
+
+/// A staff member sends a customer an image of a personal WeChat payment code: the puller fetches
+/// its bytes, reads the code, and the session's analysis raises a high-severity 飞单 alert and
+/// finding citing the image, though the image had nothing to say when it arrived.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_payment_code_in_an_image_is_read_from_its_bytes_and_is_a_side_deal() {
+    let root = tempfile::tempdir().unwrap();
+    let sdk = standin(root.path());
+    let start = chrono::Utc::now().timestamp_millis() - 2 * 3_600_000;
+    let dir = root.path().join("t");
+    let mut a = Archive::new(&dir.join("wecom"), 1);
+    // tests/fixtures/qr_payment.png: a QR code of "wxp://f2f0pQxAbCdEfGhIjKlMnOpQrStUv", drawn by
+    // the unit tests' `png_of` in src/sensitive/qr.rs.
+    let image = std::fs::read(fixture("qr_payment.png")).unwrap();
+    std::fs::write(dir.join("wecom/media/file-qr-1"), &image).unwrap();
+    let md5 = hex::encode(<md5::Md5 as md5::Digest>::digest(&image));
+    a.text("q1", "wmcust1", "staff1", start, "能便宜点吗");
+    let m = serde_json::json!({
+        "msgid": "q2", "action": "send", "from": "staff1", "tolist": ["wmcust1"], "roomid": "",
+        "msgtime": start + 60_000, "msgtype": "image",
+        "image": {"md5sum": md5, "filesize": image.len(), "sdkfileid": "file-qr-1"},
+    });
+    a.item("q2", 1, &m.to_string());
+    a.text(
+        "q3",
+        "staff1",
+        "wmcust1",
+        start + 120_000,
+        "扫这个码付，便宜两百",
+    );
+    a.write();
+    let db = sqlite_url(&dir);
+    set_source(&db, &dir, "acme", "wwacme", &[(1, &a.pem(1))]);
+    let (mut child, _) = serve(&db, &sdk, &dir.join("wecom"), &dir.join("media"));
+    let found = {
+        let db = db.clone();
+        eventually(
+            120,
+            "the image's code raised its alert in the session",
+            || {
+                let db = db.clone();
+                async move {
+                    let rows = rows_of(
+                        &db,
+                        &[
+                            "SELECT session_id, category, severity, word FROM huixi_alerts \
+                       WHERE msgid = 'q2' AND kind = 'qrcode' AND session_id <> ''",
+                        ],
+                    )
+                    .await;
+                    (!rows.is_empty()).then_some(rows)
+                }
+            },
+        )
+        .await
+    };
+    let finding = {
+        let db = db.clone();
+        eventually(60, "the 飞单 finding", || {
+            let db = db.clone();
+            async move {
+                let rows = rows_of(
+                    &db,
+                    &["SELECT payload, evidence FROM huixi_findings WHERE kind = 'side_deal'"],
+                )
+                .await;
+                (!rows.is_empty()).then_some(rows)
+            }
+        })
+        .await
+    };
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(
+        found[0].contains("飞单") && found[0].contains("high"),
+        "{found:?}"
+    );
+    assert!(found[0].contains("微信收款码"), "{found:?}");
+    assert!(
+        finding[0].contains("q2") && finding[0].contains("staff1"),
+        "{finding:?}"
+    );
+    let qr = rows_of(&db, &["SELECT qr FROM huixi_media WHERE msgid = 'q2'"]).await;
+    assert!(qr[0].contains("wxp://"), "{qr:?}");
+}

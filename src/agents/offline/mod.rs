@@ -9,6 +9,7 @@ mod datafile;
 mod emotion;
 mod keywords;
 mod opportunity;
+pub mod side_deal;
 mod staff_score;
 mod summary;
 pub mod text;
@@ -26,7 +27,7 @@ use crate::digest::hash_parts;
 use crate::sensitive::{Alert, LineError};
 
 /// Bumped whenever an analyser changes what it outputs for the same input, so stored results are redone.
-pub const VERSION: &str = "offline@1";
+pub const VERSION: &str = "offline@2";
 
 const SENTIMENT: &str = include_str!("../../../lexicons/sentiment.txt");
 const STOPWORDS: &str = include_str!("../../../lexicons/stopwords.txt");
@@ -133,6 +134,7 @@ impl OfflineAnalysers {
             failures: Vec::new(),
             extra: Default::default(),
             knowledge: Vec::new(),
+            side_deal: side_deal::assess(session, alerts),
         }
     }
 }

@@ -98,12 +98,19 @@ pub async fn fetch_all(ctx: &Context, media: &MediaStore, tenant: &str, sdk: Sha
         for item in todo {
             let outcome = fetch_one(ctx, media, tenant, &sdk, &item).await;
             let recorded = match &outcome {
-                Ok(location) => {
+                Ok((location, qr)) => {
                     any = true;
                     metrics::counter!("huixi_wecom_media_total").increment(1);
-                    ctx.store
+                    let settled = ctx
+                        .store
                         .media_settled(tenant, &item.msgid, Ok(location))
-                        .await
+                        .await;
+                    match settled {
+                        Ok(()) if !qr.is_empty() => {
+                            ctx.store.media_qr(tenant, &item.msgid, qr).await
+                        }
+                        other => other,
+                    }
                 }
                 Err(why) => {
                     tracing::warn!(%tenant, msgid = %item.msgid, "media not fetched: {why}");
@@ -123,14 +130,15 @@ pub async fn fetch_all(ctx: &Context, media: &MediaStore, tenant: &str, sdk: Sha
     }
 }
 
-/// Fetches one file from where its last try stopped; returns its location.
+/// Fetches one file from where its last try stopped; returns its location, and what the QR codes
+/// in it say when it is an image.
 async fn fetch_one(
     ctx: &Context,
     media: &MediaStore,
     tenant: &str,
     sdk: &SharedSdk,
     item: &MediaTodo,
-) -> Result<String, String> {
+) -> Result<(String, Vec<String>), String> {
     let path = media.partial(tenant, &item.msgid);
     let mut file = tokio::fs::OpenOptions::new()
         .create(true)
@@ -190,6 +198,11 @@ async fn fetch_one(
             item.md5sum
         ));
     }
+    // Read while the bytes are at hand: the analysis of the image's session needs no media I/O.
+    let image = bytes.clone();
+    let qr = tokio::task::spawn_blocking(move || crate::sensitive::qr::decode(&image))
+        .await
+        .unwrap_or_default();
     let object = media.object(tenant, &item.msgid);
     media
         .store
@@ -197,5 +210,5 @@ async fn fetch_one(
         .await
         .map_err(|e| format!("media store: {e}"))?;
     let _ = tokio::fs::remove_file(&path).await;
-    Ok(format!("{}{object}", media.base))
+    Ok((format!("{}{object}", media.base), qr))
 }
