@@ -35,7 +35,7 @@ impl Setup {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("pools.toml"),
-            "[pools.analysis]\nqueue = \"unused\"\nconcurrency = 4\nprefetch = 1\nlease_secs = 2\n\
+            "[pools.analysis]\nqueue = \"unused\"\nconcurrency = 4\nprefetch = 1\nlease_secs = 6\n\
              [pools.analysis.retry]\nmax_tries = 3\ndelays_secs = [0.3]\n",
         )
         .unwrap();
