@@ -1,5 +1,7 @@
-//! The embedded queue: jobs are rows of `huixi_jobs` in the store, leased by workers. A worker killed
-//! mid-job holds its lease until it runs out; the job is then handed out again. Tenants share each
+//! The embedded queue: jobs are rows of `huixi_jobs` in the store, leased by workers, and the lease of
+//! a job in flight is renewed while it runs (a job may outlast one lease: a long session read by a
+//! model). A worker killed mid-job holds its lease until it runs out; the job is then handed out
+//! again. Tenants share each
 //! lane by fair rank (virtual time, given at publish), so a big backlog delays others' jobs by
 //! about as many jobs as they queued, not by the backlog's length.
 
@@ -42,6 +44,7 @@ impl EmbeddedQueue {
         let lease = self.lease.as_millis() as i64;
         loop {
             if let Some(job) = self.store.claim_job(&self.name, lease).await? {
+                tracing::debug!(id = job.id, attempts = job.attempts, "claimed");
                 return Ok(Some(Delivery::new(
                     job.payload.as_bytes(),
                     job.attempts,
@@ -54,6 +57,19 @@ impl EmbeddedQueue {
             }
             tokio::time::sleep(self.poll.min(left)).await;
         }
+    }
+
+    /// How often a job in flight has its lease extended: three times a lease, so one late renewal
+    /// does not let the lease lapse.
+    pub fn renewal(&self) -> Duration {
+        self.lease / 3
+    }
+
+    pub async fn renew(&self, id: i64) -> Result<(), QueueError> {
+        Ok(self
+            .store
+            .renew_job(id, self.lease.as_millis() as i64)
+            .await?)
     }
 
     pub async fn ack(&self, id: i64) -> Result<(), QueueError> {

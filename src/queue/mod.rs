@@ -123,6 +123,24 @@ impl Queue {
         }
     }
 
+    /// The lease a delivery holds, when the queue leases jobs: how often to renew it, and its job.
+    /// RabbitMQ keeps an unacknowledged delivery with its consumer for as long as the channel
+    /// lives: nothing to renew.
+    pub fn lease(&self, d: &Delivery) -> Option<(Duration, i64)> {
+        match (self, &d.handle) {
+            (Queue::Embedded(q), Handle::Embedded(id)) => Some((q.renewal(), *id)),
+            _ => None,
+        }
+    }
+
+    /// Extends the lease of job `id` (from [`Queue::lease`]).
+    pub async fn renew(&self, id: i64) -> Result<(), QueueError> {
+        match self {
+            Queue::Embedded(q) => q.renew(id).await,
+            Queue::Amqp(_) => Ok(()),
+        }
+    }
+
     /// The job is done and its results are committed: it is never delivered again.
     pub async fn ack(&self, d: Delivery) -> Result<(), QueueError> {
         match (self, d.handle) {

@@ -143,13 +143,17 @@ impl Store {
         let mut row = None;
         for due in DUE {
             row = match self.dialect {
-                // One statement, so two workers of one SQLite file never lease the same row.
+                // One statement, so two workers of one SQLite file never lease the same row. The
+                // lease runs from when the statement runs, not from when it was asked for: it may
+                // wait on another writer longer than a lease, and must not lease a job already lapsed.
                 Dialect::Sqlite => {
                     sqlx::query(&format!(
-                        "UPDATE huixi_jobs SET state = 'leased', lease_until = ?, attempts = attempts + 1 \
+                        "UPDATE huixi_jobs SET state = 'leased', \
+                         lease_until = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) + ?, \
+                         attempts = attempts + 1 \
                          WHERE id = (SELECT id FROM huixi_jobs WHERE {due}) RETURNING id, payload, attempts"
                     ))
-                    .bind(now + lease_ms)
+                    .bind(lease_ms)
                     .bind(queue)
                     .bind(now)
                     .fetch_optional(&self.pool)
@@ -170,11 +174,12 @@ impl Store {
                         continue;
                     };
                     let id: i64 = found.try_get(0)?;
+                    // From now, once the row is locked: the lock may have been waited for.
                     sqlx::query(
                         "UPDATE huixi_jobs SET state = 'leased', lease_until = ?, attempts = attempts + 1 \
                          WHERE id = ?",
                     )
-                    .bind(now + lease_ms)
+                    .bind(now_ms() + lease_ms)
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
@@ -198,6 +203,16 @@ impl Store {
             })
         })
         .transpose()
+    }
+
+    /// Extends the lease of a job still being worked on.
+    pub async fn renew_job(&self, id: i64, lease_ms: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE huixi_jobs SET lease_until = ? WHERE id = ? AND state = 'leased'")
+            .bind(now_ms() + lease_ms)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn finish_job(&self, id: i64) -> Result<(), StoreError> {

@@ -175,9 +175,30 @@ pub async fn run(
             pool.retry.clone(),
             last_settled.clone(),
         );
+        // The job stays this worker's while it runs and until it is settled, however long: a lease
+        // that lapsed mid-job would hand it to another worker, which would read the conversation
+        // again. Renewed from a task of its own, so a job busy on the CPU does not hold it up.
+        let renewal = queue.lease(&delivery).map(|(every, id)| {
+            let queue = queue.clone();
+            let conversation = delivery
+                .job
+                .as_ref()
+                .map_or(String::new(), |j| j.conversation.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    if let Err(e) = queue.renew(id).await {
+                        tracing::warn!(%conversation, "cannot renew the job's lease: {e}");
+                    }
+                }
+            })
+        });
         tasks.spawn(async move {
             let started = Instant::now();
             process(&ctx, &queue, delivery, &retry, &counters).await;
+            if let Some(r) = renewal {
+                r.abort();
+            }
             counters
                 .busy_us
                 .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -271,9 +292,21 @@ async fn process(
             return;
         }
     };
+    settle(ctx, queue, d, &job, retry, counters).await
+}
+
+/// Runs a job and settles it with the queue: acknowledged, retried later or dead-lettered.
+async fn settle(
+    ctx: &Context,
+    queue: &Queue,
+    d: Delivery,
+    job: &crate::queue::Job,
+    retry: &RetryPolicy,
+    counters: &Counters,
+) {
     // A panic inside one job is that job's failure, retried and then dead-lettered like any other,
     // never the pool's: the slot is freed and the delivery settled.
-    let outcome = match std::panic::AssertUnwindSafe(run_job(ctx, &job, counters))
+    let outcome = match std::panic::AssertUnwindSafe(run_job(ctx, job, counters))
         .catch_unwind()
         .await
     {
