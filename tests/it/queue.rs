@@ -540,18 +540,18 @@ async fn amqp_worker_reconnects_after_the_broker_drops_its_connection() {
     assert!(writes.iter().all(|(_, w)| *w == 1), "{writes:?}");
 }
 
-/// Jobs that each take longer than their 1 s lease (a slow model) keep it while they run: every
-/// conversation is taken once and every session written once.
+/// Jobs that each take longer than their 3 s lease (a slow model: about 5 s a job) keep it while
+/// they run: every conversation is taken once and every session written once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_that_outlasts_its_lease_keeps_it_and_runs_once() {
     let s = Setup::new("lease", Backend::Embedded);
     std::fs::write(
         s.dir.path().join("pools.toml"),
-        "[pools.analysis]\nqueue = \"unused\"\nconcurrency = 4\nprefetch = 1\nlease_secs = 1\n\
+        "[pools.analysis]\nqueue = \"unused\"\nconcurrency = 4\nprefetch = 1\nlease_secs = 3\n\
          [pools.analysis.retry]\nmax_tries = 3\ndelays_secs = [0.3]\n",
     )
     .unwrap();
-    let mock = Mock::start(Behaviour::Slow(Duration::from_millis(400))).await;
+    let mock = Mock::start(Behaviour::Slow(Duration::from_millis(1000))).await;
     let file = archive(s.dir.path(), 8);
     stdout_json(&s.run("enqueue", &[&file, "--json"]));
     let url = mock.base_url();
@@ -576,8 +576,8 @@ async fn a_job_that_outlasts_its_lease_keeps_it_and_runs_once() {
         "no job was handed out twice: {t}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The jobs did outlast the lease: two rounds of four slots took more than a second each.
-    assert!(started.elapsed() > Duration::from_secs(2), "{t}");
+    // The jobs did outlast the lease: two rounds of four slots took more than a lease each.
+    assert!(started.elapsed() > Duration::from_secs(6), "{t}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
