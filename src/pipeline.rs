@@ -341,6 +341,14 @@ async fn read_with_model(
     }
     let tries = tries.map_or(0, |(n, _)| n);
     let (offline, alerts) = analysis::read_offline(cfg, session);
+    if llm.keeps_offline(&offline) {
+        metrics::counter!("huixi_llm_triaged_total").increment(1);
+        return Ok(Reading::Fresh {
+            hash,
+            result: offline,
+            alerts,
+        });
+    }
     let (result, mut usage) = llm.analyse(cfg.tenant, session, &offline, &passages).await;
     for u in &mut usage {
         u.run_id = why.run;

@@ -180,6 +180,10 @@ pub struct LlmSettings {
     /// Do not send `response_format: json_schema` (for servers that reject it); answers are still validated.
     #[arg(long, env = "HUIXI_LLM_NO_JSON_SCHEMA")]
     pub llm_no_json_schema: bool,
+    /// Triage: sessions the offline analysers read at least this surely (0–1, their `confidence`)
+    /// keep the offline reading and are not sent to the model. Unset: every session goes to it.
+    #[arg(long, env = "HUIXI_LLM_TRIAGE", value_parser = confidence)]
+    pub llm_triage: Option<f64>,
     /// Price of a million prompt tokens, for cost accounting.
     #[arg(long, env = "HUIXI_LLM_PRICE_INPUT", default_value_t = 0.0)]
     pub llm_price_input: f64,
@@ -189,6 +193,13 @@ pub struct LlmSettings {
 }
 
 const REDACTED: &str = "(set, not shown)";
+
+fn confidence(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(c) if (0.0..=1.0).contains(&c) => Ok(c),
+        _ => Err(format!("{s:?} is not a confidence between 0 and 1")),
+    }
+}
 
 fn redact<S: serde::Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(if v.is_empty() { "" } else { REDACTED })

@@ -131,6 +131,7 @@ fn models(settings: &Settings, url: &str, store: &Store) -> anyhow::Result<Model
     Ok(Models {
         endpoint: Arc::new(Endpoint::new(config)?),
         combined: l.llm_combined,
+        triage: l.llm_triage,
         cache: AnswerCache::new(Some(store.clone()), 10_000),
         prices: Prices {
             input_per_million: l.llm_price_input,

@@ -40,6 +40,8 @@ pub struct LlmAnalysers {
     combined: bool,
     cache: AnswerCache,
     prices: Prices,
+    /// Sessions the offline analysers read at least this surely keep that reading, unasked.
+    triage: Option<f64>,
     fingerprint: String,
 }
 
@@ -86,8 +88,58 @@ impl LlmAnalysers {
             combined,
             cache,
             prices,
+            triage: None,
             fingerprint,
         })
+    }
+
+    /// Triage: a session whose offline reading is at least `confidence` sure is not sent to the model
+    /// (its offline reading stands); the model's tokens go to the sessions the offline analysers were
+    /// unsure of. The threshold is part of the fingerprint, so changing it re-reads what it changes.
+    pub fn with_triage(mut self, confidence: Option<f64>) -> LlmAnalysers {
+        if let Some(c) = confidence {
+            self.fingerprint = format!("{}:triage{c}", self.fingerprint);
+        }
+        self.triage = confidence;
+        self
+    }
+
+    /// Whether triage keeps this offline reading rather than asking the model.
+    pub fn keeps_offline(&self, offline: &SessionResult) -> bool {
+        self.triage.is_some_and(|t| offline.confidence() >= t)
+    }
+
+    /// Prompt tokens the session's calls would take (instructions, schema and conversation, as
+    /// counted for the budget), without calling: what triage saves when it keeps a reading.
+    pub fn prompt_tokens(&self, session: &Session) -> u64 {
+        let lines = conversation_lines(&session.messages);
+        let agents: Vec<&AgentDef> = self
+            .agents
+            .agents
+            .iter()
+            .filter(|a| a.scope == Scope::Session)
+            .collect();
+        let groups: Vec<Vec<&AgentDef>> = if self.combined {
+            vec![agents]
+        } else {
+            agents.into_iter().map(|a| vec![a]).collect()
+        };
+        let model = &self.endpoint.config().model;
+        let conversation: usize = lines.iter().map(|l| count_tokens(model, l) + 1).sum();
+        groups
+            .iter()
+            .map(|g| {
+                let schema = if g.len() == 1 {
+                    g[0].schema.clone()
+                } else {
+                    combined_schema(g)
+                };
+                let system = self.renderer.system(g, &[], None).unwrap_or_default();
+                (count_tokens(model, &system)
+                    + count_tokens(model, &schema.to_string())
+                    + conversation) as u64
+            })
+            .sum()
     }
 
     /// Part of every session's input hash: a new prompt, schema, model or mode means a new analysis.
@@ -438,6 +490,8 @@ impl LlmAnalysers {
                 label,
                 score: v["score"].as_f64()?,
                 messages: side_count(role),
+                negative_messages: v["negative_messages"].as_u64().unwrap_or(0) as usize,
+                confidence: None,
                 evidence: ids(&v["evidence"]),
             })
         };
@@ -473,6 +527,7 @@ impl LlmAnalysers {
                 }
             }
             Some(StaffScore {
+                confidence: None,
                 score: model_score.min(cap),
                 staff: rules.staff.clone(),
                 breakdown: super::ScoreBreakdown {
@@ -497,6 +552,7 @@ impl LlmAnalysers {
                     .into_iter()
                     .flatten()
                     .map(|k| Keyword {
+                        confidence: None,
                         word: mask_pii(k["word"].as_str().unwrap_or_default()),
                         weight: k["weight"].as_f64().unwrap_or(0.0),
                         evidence: ids(&k["evidence"]),
@@ -512,6 +568,7 @@ impl LlmAnalysers {
                     .into_iter()
                     .flatten()
                     .map(|c| CompetitorMention {
+                        confidence: None,
                         name: c["name"].as_str().unwrap_or_default().to_string(),
                         mentions: c["mentions"].as_u64().unwrap_or(0) as usize,
                         by_customer: c["by_customer"].as_u64().unwrap_or(0) as usize,
@@ -542,6 +599,8 @@ impl LlmAnalysers {
                     })
                     .collect(),
                 evidence: ids(&v["evidence"]),
+                moves: Vec::new(),
+                confidence: None,
                 chunks: chunks("opportunity", &v["chunks"]),
             }
         });

@@ -16,7 +16,8 @@ mod result;
 pub use definition::{AgentFile, AgentSet, Sources};
 pub use result::{
     AgentFailure, CompetitorMention, Emotion, EmotionLabel, EmotionPair, Keyword, Opportunity,
-    ScoreBreakdown, SessionResult, SideDeal, SideDealSignal, Signal, StaffScore, Stage, Summary,
+    ScoreBreakdown, SessionResult, SideDeal, SideDealSignal, Signal, StaffScore, Stage, StageStep,
+    Summary,
 };
 
 /// Whether every prompt template of the set compiles: a tenant's override is checked before it is

@@ -22,6 +22,14 @@ pub struct Emotion {
     pub score: f64,
     /// Messages of this side that were read.
     pub messages: usize,
+    /// Of those, the ones read as negative on their own: for staff, how often they were rude or
+    /// impatient.
+    #[serde(default)]
+    pub negative_messages: usize,
+    /// 0–1: how sure the offline reading is (a clear sentence is sure; a label resting on faint or
+    /// mixed evidence is not). Absent from a model's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
     pub evidence: Vec<String>,
 }
 
@@ -57,6 +65,9 @@ pub struct StaffScore {
     /// Why points were lost, in words a manager reads.
     pub notes: Vec<String>,
     pub evidence: Vec<String>,
+    /// 0–1: how sure the offline reading is. Absent from a model's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
     /// Knowledge-base chunks the finding rests on (ids from `knowledge`), e.g. the price list a quote
     /// contradicts. Only chunks the agent was shown: an id the model made up is dropped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -68,6 +79,9 @@ pub struct Keyword {
     pub word: String,
     pub weight: f64,
     pub evidence: Vec<String>,
+    /// 0–1: how sure the offline reading is. Absent from a model's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -77,6 +91,9 @@ pub struct CompetitorMention {
     pub by_customer: usize,
     pub by_staff: usize,
     pub evidence: Vec<String>,
+    /// 0–1: how sure the offline reading is. Absent from a model's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
     /// Knowledge-base chunks the finding rests on (ids from `knowledge`), e.g. the price list a quote
     /// contradicts. Only chunks the agent was shown: an id the model made up is dropped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -120,18 +137,37 @@ impl Stage {
     /// The stage a buying signal shows the deal has reached (a session's stage is the furthest).
     pub fn reached_by(signal_kind: &str) -> Stage {
         match signal_kind {
-            "need" | "quantity" => Stage::NeedsConfirmed,
-            "price_ask" | "quote" | "price" => Stage::Quoted,
-            "bargain" | "objection" | "purchase" => Stage::Negotiating,
-            "closing" => Stage::Won,
+            "need" | "price_ask" => Stage::InitialContact,
+            "requirement" | "quantity" | "price" => Stage::NeedsConfirmed,
+            "quote" => Stage::Quoted,
+            // "closing" is what analysers before offline@3 called a purchase cue.
+            "bargain" | "purchase" | "closing" => Stage::Negotiating,
+            "won" => Stage::Won,
+            "lost" => Stage::Lost,
             _ => Stage::None,
         }
+    }
+
+    /// The stage signals in talk order show: the furthest reached, except that the last of 成交 and
+    /// 战败 decides (a customer who declined and then paid is won; one who paid and then walked away
+    /// from a second purchase is lost).
+    pub fn of_signals<'a>(kinds: impl IntoIterator<Item = &'a str>) -> Stage {
+        let mut furthest = Stage::None;
+        let mut outcome = None;
+        for kind in kinds {
+            match Stage::reached_by(kind) {
+                s @ (Stage::Won | Stage::Lost) => outcome = Some(s),
+                s => furthest = furthest.max(s),
+            }
+        }
+        outcome.unwrap_or(furthest)
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Signal {
-    /// need, price_ask, quote, bargain, quantity, purchase, objection, closing, price.
+    /// need, price_ask, requirement, quantity, price (a budget), quote, bargain, purchase, won,
+    /// lost, objection; `lexicons/opportunity.txt` says which stage each shows.
     pub kind: String,
     pub text: String,
     pub msgid: String,
@@ -146,10 +182,24 @@ pub struct Opportunity {
     pub score: f64,
     pub signals: Vec<Signal>,
     pub evidence: Vec<String>,
+    /// How the stage moved, each move with the message that made it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moves: Vec<StageStep>,
+    /// 0–1: how sure the offline reading is of the stage (a strong cue, or none at all, is sure; a
+    /// stage resting on one faint cue is not). Absent from a model's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
     /// Knowledge-base chunks the finding rests on (ids from `knowledge`), e.g. the price list a quote
     /// contradicts. Only chunks the agent was shown: an id the model made up is dropped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chunks: Vec<String>,
+}
+
+/// One move of the stage: the stage reached and the message that showed it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StageStep {
+    pub stage: Stage,
+    pub msgid: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -226,6 +276,21 @@ pub struct Finding {
 }
 
 impl SessionResult {
+    /// The least sure of the offline readings a manager acts on (emotion of either side, the staff
+    /// score, the opportunity): low means the offline analysers were guessing, and a model, when one
+    /// is configured, should read the session. 1 when nothing carries a confidence (a model's answer).
+    pub fn confidence(&self) -> f64 {
+        [
+            self.emotion.customer.as_ref().and_then(|e| e.confidence),
+            self.emotion.staff.as_ref().and_then(|e| e.confidence),
+            self.staff_score.as_ref().and_then(|s| s.confidence),
+            self.opportunity.as_ref().and_then(|o| o.confidence),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(1.0, f64::min)
+    }
+
     pub fn findings(&self) -> Vec<Finding> {
         let flat = |lists: &[&Vec<String>]| -> Vec<String> {
             let mut all: Vec<String> = Vec::new();

@@ -98,7 +98,9 @@ fn facts(result: &SessionResult, by_id: &HashMap<&str, &Message>, customer: &str
         .iter()
         .filter_map(|s| {
             let m = by_id.get(s.msgid.as_str())?;
-            let theirs = m.from == customer || (s.kind == "quote" && m.role() == Role::Staff);
+            let theirs = m.from == customer
+                || (matches!(s.kind.as_str(), "quote" | "purchase" | "won")
+                    && m.role() == Role::Staff);
             theirs.then(|| Fact {
                 kind: s.kind.clone(),
                 cue: s.text.clone(),
@@ -119,27 +121,19 @@ fn facts(result: &SessionResult, by_id: &HashMap<&str, &Message>, customer: &str
 /// stage (the analyser saw the whole talk); in a group only this customer's signals count.
 fn stage(session: &Session, result: &SessionResult, facts: &[Fact]) -> (Stage, Vec<String>) {
     let session_stage = result.opportunity.as_ref().map_or(Stage::None, |o| o.stage);
-    let from_facts = facts
-        .iter()
-        .map(|f| Stage::reached_by(&f.kind))
-        .max()
-        .unwrap_or(Stage::InitialContact);
+    let from_facts = match Stage::of_signals(facts.iter().map(|f| f.kind.as_str())) {
+        Stage::None => Stage::InitialContact,
+        s => s,
+    };
     let stage = match session.kind {
         SessionKind::Single => session_stage,
-        SessionKind::Group if session_stage == Stage::Lost && !facts.is_empty() => {
-            if facts.last().is_some_and(|f| f.kind == "objection") {
-                Stage::Lost
-            } else {
-                from_facts
-            }
-        }
         SessionKind::Group => from_facts,
     };
     let evidence: Vec<String> = match stage {
-        Stage::Lost => facts
+        Stage::Lost | Stage::Won => facts
             .iter()
             .rev()
-            .find(|f| f.kind == "objection")
+            .find(|f| Stage::reached_by(&f.kind) == stage)
             .map(|f| vec![f.msgid.clone()])
             .unwrap_or_default(),
         _ => {

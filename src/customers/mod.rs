@@ -57,7 +57,7 @@ pub struct Contribution {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Fact {
     /// need, objection, price (a budget the customer named), quote (a price staff gave), quantity,
-    /// price_ask, bargain, purchase, closing.
+    /// price_ask, requirement, bargain, purchase, won, lost.
     pub kind: String,
     /// The cue that was recognised.
     pub cue: String,

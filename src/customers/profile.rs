@@ -129,8 +129,9 @@ pub fn fold(
         }
         for f in &c.facts {
             let bucket = match f.kind.as_str() {
-                "need" => "need",
-                "objection" => "objection",
+                "need" | "requirement" => "need",
+                // Why a deal was lost is the objection a next approach has to answer.
+                "objection" | "lost" => "objection",
                 "price" | "quote" => "budget",
                 "quantity" => "quantity",
                 _ => continue,
@@ -300,7 +301,12 @@ fn next_action(p: &CustomerProfile, last: Option<&Contribution>) -> NextAction {
             mood.evidence.clone(),
         );
     }
-    if let Some(f) = last.facts.iter().rev().find(|f| f.kind == "objection") {
+    if let Some(f) = last
+        .facts
+        .iter()
+        .rev()
+        .find(|f| matches!(f.kind.as_str(), "objection" | "lost"))
+    {
         return act(
             format!("针对异议给出解决方案：{}", f.text),
             "最近一次会话有未解决的异议".into(),

@@ -22,6 +22,8 @@ pub struct Outcome {
     pub alerts: Vec<Alert>,
     pub latency_ms: f64,
     pub prompt_tokens: u64,
+    /// Prompt tokens triage saved: the case kept its offline reading (0 when it was asked).
+    pub triaged_tokens: u64,
     pub completion_tokens: u64,
     pub cost: f64,
     /// Every agent under test gave a schema-valid answer.
@@ -65,9 +67,15 @@ pub async fn run_variant(
                 local.offline,
                 &case.session,
             );
-            let (result, usage) = match &llm {
-                Some(l) => l.analyse("eval", &case.session, &offline, &[]).await,
-                None => (offline, Vec::new()),
+            let (result, usage, saved) = match &llm {
+                Some(l) if l.keeps_offline(&offline) => {
+                    (offline, Vec::new(), l.prompt_tokens(&case.session))
+                }
+                Some(l) => {
+                    let (r, u) = l.analyse("eval", &case.session, &offline, &[]).await;
+                    (r, u, 0)
+                }
+                None => (offline, Vec::new(), 0),
             };
             Outcome {
                 case: case.id.clone(),
@@ -76,6 +84,7 @@ pub async fn run_variant(
                 alerts,
                 latency_ms: started.elapsed().as_secs_f64() * 1e3,
                 prompt_tokens: usage.iter().map(|u| u.prompt_tokens).sum(),
+                triaged_tokens: saved,
                 completion_tokens: usage.iter().map(|u| u.completion_tokens).sum(),
                 cost: usage.iter().map(|u| u.cost).sum(),
             }
@@ -139,5 +148,6 @@ fn llm_for(
         // Memory only: an eval measures the model, so one run never reuses another run's answers.
         AnswerCache::new(None, 10_000),
         prices,
-    )?)
+    )?
+    .with_triage(variant.triage))
 }

@@ -117,6 +117,12 @@ impl ClassTally {
                 continue; // macro-F1 over the classes the dataset has
             }
             f1s.push(f1(tp, predicted - tp, actual - tp));
+            // "No opportunity" is the reading a CRM filters on: how often it is right matters most.
+            if labels[i] == "none" && predicted > 0.0 {
+                scores
+                    .metrics
+                    .insert(format!("{name}.none_precision"), tp / predicted);
+            }
         }
         scores
             .metrics
@@ -186,6 +192,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank - 1]
 }
 
+/// The confidence at which the eval reports offline readings as sure (what `--llm-triage 0.8` keeps).
+const SURE: f64 = 0.8;
+
 /// Scores outcomes (in case order) for the agents under test.
 pub fn score(agents: &[String], cases: &[Case], outcomes: &[Outcome]) -> Scores {
     let tests = |a: &str| agents.iter().any(|x| x == a);
@@ -202,6 +211,8 @@ pub fn score(agents: &[String], cases: &[Case], outcomes: &[Outcome]) -> Scores 
     );
     let (mut abs_err, mut within, mut scored) = (0.0, 0.0, 0usize);
     let (mut detected_ok, mut detected_n) = (0usize, 0usize);
+    // (right, all) readings at or above SURE confidence, and below it.
+    let (mut sure, mut unsure) = ((0usize, 0usize), (0usize, 0usize));
     for (case, out) in cases.iter().zip(outcomes) {
         let r = &out.result;
         let e = &case.expect;
@@ -275,10 +286,46 @@ pub fn score(agents: &[String], cases: &[Case], outcomes: &[Outcome]) -> Scores 
             alerts.add(&want, &got);
             check("alerts", want == got, show(&want), show(&got));
         }
+        // Is the offline reading's confidence worth triaging on: are the sure readings the right ones?
+        if r.analyser.starts_with("offline") {
+            let read = [
+                "customer_emotion",
+                "staff_emotion",
+                "staff_score",
+                "opportunity.stage",
+            ];
+            let right = read.iter().filter_map(|k| checks.get(*k)).all(|c| c.ok);
+            let tally = if r.confidence() >= SURE {
+                &mut sure
+            } else {
+                &mut unsure
+            };
+            tally.0 += right as usize;
+            tally.1 += 1;
+        }
         scores.cases.push(CaseScore {
             case: case.id.clone(),
             checks,
         });
+    }
+    if sure.1 + unsure.1 > 0 {
+        let m = &mut scores.metrics;
+        m.insert(
+            "confidence.sure_share".into(),
+            sure.1 as f64 / (sure.1 + unsure.1) as f64,
+        );
+        if sure.1 > 0 {
+            m.insert(
+                "confidence.sure_right".into(),
+                sure.0 as f64 / sure.1 as f64,
+            );
+        }
+        if unsure.1 > 0 {
+            m.insert(
+                "confidence.unsure_right".into(),
+                unsure.0 as f64 / unsure.1 as f64,
+            );
+        }
     }
     customer.finish("customer_emotion", &mut scores);
     staff.finish("staff_emotion", &mut scores);
@@ -313,6 +360,14 @@ pub fn score(agents: &[String], cases: &[Case], outcomes: &[Outcome]) -> Scores 
         "tokens.prompt".into(),
         outcomes.iter().map(|o| o.prompt_tokens as f64).sum(),
     );
+    let triaged = outcomes.iter().filter(|o| o.triaged_tokens > 0).count();
+    if triaged > 0 {
+        m.insert(
+            "tokens.triaged".into(),
+            outcomes.iter().map(|o| o.triaged_tokens as f64).sum(),
+        );
+        m.insert("triage.kept_rate".into(), triaged as f64 / n);
+    }
     m.insert(
         "tokens.completion".into(),
         outcomes.iter().map(|o| o.completion_tokens as f64).sum(),

@@ -40,6 +40,9 @@ pub struct Variant {
     /// LLM: all agents in one call.
     #[serde(default)]
     pub combined: bool,
+    /// LLM: triage, as `--llm-triage`: cases the offline analysers read at least this surely keep
+    /// that reading, and the prompt tokens they would have taken are reported as saved.
+    pub triage: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

@@ -64,6 +64,8 @@ pub struct Defaults {
 pub struct Models {
     pub endpoint: Arc<Endpoint>,
     pub combined: bool,
+    /// `--llm-triage`: see [`LlmAnalysers::with_triage`].
+    pub triage: Option<f64>,
     pub cache: AnswerCache,
     pub prices: Prices,
 }
@@ -316,7 +318,8 @@ impl Tenants {
                     m.cache.clone(),
                     m.prices,
                 )
-                .map_err(|e| invalid(format!("prompt templates: {e}")))?,
+                .map_err(|e| invalid(format!("prompt templates: {e}")))?
+                .with_triage(m.triage),
             ),
             None => None,
         };

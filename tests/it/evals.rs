@@ -9,9 +9,10 @@ use serde_json::Value;
 use crate::helpers::*;
 use crate::mock_llm::{Behaviour, Mock};
 
-const SUITES: [&str; 8] = [
+const SUITES: [&str; 9] = [
     "quality_dev",
     "quality_test",
+    "reviews",
     "emotion",
     "staff_score",
     "keywords",

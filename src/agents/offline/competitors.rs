@@ -61,6 +61,8 @@ impl CompetitorList {
                     by_name
                         .entry(hit.category.clone())
                         .or_insert_with(|| CompetitorMention {
+                            // A listed name or alias, matched as written: a reading, not a guess.
+                            confidence: Some(1.0),
                             name: hit.category.clone(),
                             mentions: 0,
                             by_customer: 0,

@@ -1,11 +1,13 @@
 //! Emotion from a sentiment lexicon: each sentiment word scores by its weight, scaled by a degree adverb
 //! just before it (非常, 有点) and flipped by a negator within the three words before it (不, 没有).
-//! A side's score is Σs / (Σ|s| + 1): bounded in (−1, 1), and one strong word outweighs many faint ones
-//! without a single "好的" turning a complaint positive.
+//! Each message's score blends that lexicon reading with the trained model of [`EmotionModel`]; a
+//! side's score is Σwᵢsᵢ / (Σwᵢ|sᵢ| + d), later messages weighing more: bounded in (−1, 1), and one
+//! strong message outweighs many faint ones without a single "好的" turning a complaint positive.
 
 use std::collections::HashMap;
 
 use super::datafile::{error, records, weight};
+use super::emotion_model::EmotionModel;
 use super::text::{is_separator, words};
 use crate::agents::{Emotion, EmotionLabel};
 use crate::archive::Message;
@@ -19,8 +21,17 @@ pub struct SentimentLexicon {
 
 /// How many words back a negator still applies.
 const NEGATION_WINDOW: usize = 3;
-/// |score| at or above this is positive/negative rather than neutral.
-const LABEL_THRESHOLD: f64 = 0.2;
+/// A side whose score is at least this far from zero is positive or negative rather than neutral.
+const LABEL_THRESHOLD: f64 = 0.25;
+/// A message scoring at least this far from zero is polar: it counts for the side's emotion, as
+/// evidence, and (below zero) as a negative message.
+const MESSAGE_THRESHOLD: f64 = 0.25;
+/// How much more the last message weighs than the first.
+const RECENCY: f64 = 2.0;
+const MODEL_WEIGHT: f64 = 2.0;
+const LEXICON_WEIGHT: f64 = 0.5;
+/// A message the model reads as neutral counts for that much less: (1 − p_neutral)^gate.
+const NEUTRAL_GATE: f64 = 2.0;
 
 impl SentimentLexicon {
     pub fn parse(source: &str, text: &str) -> (SentimentLexicon, Vec<LineError>) {
@@ -100,21 +111,39 @@ impl SentimentLexicon {
         total
     }
 
-    /// Emotion of the messages one side sent; `None` when that side said nothing with text.
-    pub fn side<'a>(&self, messages: impl Iterator<Item = &'a Message>) -> Option<Emotion> {
+    /// Emotion of the messages one side sent; `None` when that side said nothing with text. Each
+    /// message is read by the lexicon and by the model; the side's score weighs later messages more,
+    /// because how a customer feels at the end of a talk is what a manager asks about.
+    pub fn side<'a>(
+        &self,
+        model: &EmotionModel,
+        messages: impl Iterator<Item = &'a Message>,
+    ) -> Option<Emotion> {
         let scored: Vec<(f64, &str)> = messages
             .filter_map(|m| {
-                m.text
-                    .as_deref()
-                    .map(|t| (self.score_text(t), m.msgid.as_str()))
+                let text = m.text.as_deref()?;
+                Some((self.message_score(model, text), m.msgid.as_str()))
             })
             .collect();
         if scored.is_empty() {
             return None;
         }
-        let sum: f64 = scored.iter().map(|(s, _)| s).sum();
-        let abs: f64 = scored.iter().map(|(s, _)| s.abs()).sum();
-        let score = sum / (abs + 1.0);
+        // The side's score is the recency-weighted mean of its clearly polar messages: neutral
+        // messages (questions, logistics, "好的") neither dilute a complaint nor make one.
+        let n = scored.len() as f64;
+        let weight = |i: usize| 1.0 + RECENCY * i as f64 / n;
+        let polar = || {
+            scored
+                .iter()
+                .enumerate()
+                .filter(|(_, (s, _))| s.abs() >= MESSAGE_THRESHOLD)
+        };
+        let w: f64 = polar().map(|(i, _)| weight(i)).sum();
+        let score = if w > 0.0 {
+            polar().map(|(i, (s, _))| weight(i) * s).sum::<f64>() / w
+        } else {
+            0.0
+        };
         let label = if score >= LABEL_THRESHOLD {
             EmotionLabel::Positive
         } else if score <= -LABEL_THRESHOLD {
@@ -126,9 +155,9 @@ impl SentimentLexicon {
         let mut strongest: Vec<&(f64, &str)> = scored
             .iter()
             .filter(|(s, _)| match label {
-                EmotionLabel::Positive => *s > 0.0,
-                EmotionLabel::Negative => *s < 0.0,
-                EmotionLabel::Neutral => *s != 0.0,
+                EmotionLabel::Positive => *s > MESSAGE_THRESHOLD,
+                EmotionLabel::Negative => *s < -MESSAGE_THRESHOLD,
+                EmotionLabel::Neutral => s.abs() > MESSAGE_THRESHOLD,
             })
             .collect();
         strongest.sort_by(|a, b| b.0.abs().total_cmp(&a.0.abs()));
@@ -136,6 +165,14 @@ impl SentimentLexicon {
             label,
             score: (score * 100.0).round() / 100.0,
             messages: scored.len(),
+            negative_messages: scored
+                .iter()
+                .filter(|(s, _)| *s < -MESSAGE_THRESHOLD)
+                .count(),
+            confidence: Some(confidence(
+                score,
+                scored.iter().map(|(s, _)| s.abs()).fold(0.0, f64::max),
+            )),
             evidence: strongest
                 .into_iter()
                 .take(5)
@@ -143,6 +180,28 @@ impl SentimentLexicon {
                 .collect(),
         })
     }
+
+    /// One message, −1 … 1: the model's polarity, with the lexicon's reading added (it knows words the
+    /// training sentences never used, and degree and negation over whole words).
+    pub fn message_score(&self, model: &EmotionModel, text: &str) -> f64 {
+        let simplified = fast2s::convert(text);
+        let p = model.classify(&simplified);
+        let lexicon = (self.score_text(&simplified) / 2.0).tanh();
+        let gate = (1.0 - p.neutral).powf(NEUTRAL_GATE);
+        gate * (MODEL_WEIGHT * p.polarity() + LEXICON_WEIGHT * lexicon)
+            / (MODEL_WEIGHT + LEXICON_WEIGHT)
+    }
+}
+
+/// A polar side is sure when its score is well past the threshold; a neutral one when no message came
+/// near being polar. At the threshold either way it is a coin toss.
+fn confidence(score: f64, strongest: f64) -> f64 {
+    let sure = if score.abs() >= LABEL_THRESHOLD {
+        (score.abs() - LABEL_THRESHOLD) / 0.5
+    } else {
+        1.0 - strongest / MESSAGE_THRESHOLD
+    };
+    ((0.5 + 0.5 * sure.clamp(0.0, 1.0)) * 100.0).round() / 100.0
 }
 
 #[cfg(test)]

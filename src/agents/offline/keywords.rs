@@ -1,5 +1,7 @@
-//! Keywords of the talk by jieba's TF-IDF, with chat filler removed by a stopword list: IDF alone ranks
-//! "亲" or "好的" high in chat, because the reference corpus is news, not conversation.
+//! Keywords of the talk by jieba's TF-IDF, with chat filler removed by a stopword list (IDF alone ranks
+//! "亲" or "好的" high in chat, because the reference corpus is news, not conversation), nouns over
+//! verbs, the customer's words over staff's, and compounds jieba cuts apart put back together
+//! ("直播" + "课"). At most three, and only those near the top one's weight.
 
 use std::collections::BTreeSet;
 
@@ -14,7 +16,14 @@ pub struct KeywordExtractor {
     tfidf: TfIdf,
 }
 
-const TOP_K: usize = 8;
+/// A manager tags a talk with one to three words; more is noise.
+const TOP_K: usize = 3;
+/// A keyword must weigh at least this share of the top one: a talk about one thing gets one keyword.
+const RATIO: f64 = 0.3;
+/// Weight of a word the customer used: what they wrote about is what the talk is about, staff add
+/// the process around it.
+const CUSTOMER_BOOST: f64 = 1.5;
+
 /// Nouns, verbs, verbal nouns, idioms and Latin words: the parts of speech a topic is made of. Pronoun
 /// and adverb phrases ("我想", "问下") rank high by IDF but say nothing about the talk.
 const ALLOWED_POS: &[&str] = &[
@@ -69,17 +78,41 @@ impl KeywordExtractor {
                     .map(|t| (fast2s::convert(&mask_pii(t)), m.msgid.as_str()))
             })
             .collect();
+        let customer: Vec<String> = messages
+            .iter()
+            .filter(|m| m.role() == crate::archive::Role::Customer)
+            .filter_map(|m| m.text.as_deref().map(fast2s::convert))
+            .collect();
         let all: String = texts
             .iter()
             .map(|(t, _)| t.as_str())
             .collect::<Vec<_>>()
             .join("\n");
         let allowed: Vec<String> = ALLOWED_POS.iter().map(|p| p.to_string()).collect();
-        self.tfidf
-            .extract_keywords(&JIEBA, &all, TOP_K * 3, allowed)
+        let singles: Vec<jieba_rs::Keyword> = self
+            .tfidf
+            .extract_keywords(&JIEBA, &all, 60, allowed)
             .into_iter()
             .filter(|k| topical(&k.keyword))
+            .collect();
+        let boost = CUSTOMER_BOOST;
+        let mut candidates = rank(singles, &texts);
+        for (word, w) in &mut candidates {
+            if customer.iter().any(|t| t.contains(word.as_str())) {
+                *w *= boost;
+            }
+        }
+        candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let top = candidates.first().map_or(0.0, |k| k.1);
+        candidates
+            .into_iter()
+            .filter(|k| k.1 >= RATIO * top)
             .take(TOP_K)
+            .map(|(keyword, weight)| jieba_rs::Keyword {
+                keyword,
+                weight,
+                tag: String::new(),
+            })
             .map(|k| Keyword {
                 evidence: texts
                     .iter()
@@ -87,9 +120,103 @@ impl KeywordExtractor {
                     .take(EVIDENCE_PER_KEYWORD)
                     .map(|(_, id)| id.to_string())
                     .collect(),
+                // Relative to the session's top keyword: the first is as sure as keywords get.
+                confidence: Some(if top > 0.0 {
+                    ((k.weight / top) * 100.0).round() / 100.0
+                } else {
+                    0.0
+                }),
                 word: k.keyword,
                 weight: (k.weight * 1000.0).round() / 1000.0,
             })
             .collect()
     }
+}
+
+/// Single-character nouns that make a compound with the word before them: "直播课", "暑期班",
+/// "团购价", "报价单", "尺码表". jieba cuts them off, and alone they are too short to be keywords.
+const SUFFIXES: &[&str] = &[
+    "课", "班", "价", "单", "表", "卡", "费", "证", "机", "券", "杯", "锅", "码", "险", "金", "款",
+    "包", "器", "期", "营", "画", "号", "版", "套", "箱", "柜", "垫", "椅", "票",
+];
+/// Tags of words that can stand in a compound of two: nouns, names of things, verbal nouns.
+const NOUNISH: &[&str] = &["n", "nz", "vn", "eng", "nt", "nw", "ns"];
+
+/// How much a part of speech is worth as a keyword: topics are nouns; verbs say what was done
+/// ("退款", "发货") and count for less; people's names and idioms rarely are what the talk is about.
+fn pos_factor(tag: &str) -> f64 {
+    match tag {
+        "n" | "nz" | "vn" | "eng" | "nt" | "nw" | "ns" => 1.0,
+        "v" => 0.7,
+        "nr" => 0.3,
+        _ => 0.5,
+    }
+}
+
+/// Candidates with weights: jieba's TF-IDF words by part of speech, and compounds of two adjacent
+/// words where the talk uses them together ("考研" + "数学", "直播" + "课"), which replace their parts
+/// when the parts never occur apart.
+fn rank(singles: Vec<jieba_rs::Keyword>, texts: &[(String, &str)]) -> Vec<(String, f64)> {
+    use std::collections::HashMap;
+    let weight: HashMap<&str, (f64, &str)> = singles
+        .iter()
+        .map(|k| (k.keyword.as_str(), (k.weight, k.tag.as_str())))
+        .collect();
+    // A compound of two words must recur to count; one of a word and a suffix is one already.
+    let mut compounds: HashMap<String, (f64, usize, usize)> = HashMap::new();
+    let mut inside: HashMap<&str, usize> = HashMap::new();
+    let mut alone: HashMap<&str, usize> = HashMap::new();
+    for (text, _) in texts {
+        let tags = JIEBA.tag(text, false);
+        for (i, t) in tags.iter().enumerate() {
+            if weight.contains_key(t.word) {
+                *alone.entry(t.word).or_default() += 1;
+            }
+            let Some(next) = tags.get(i + 1) else {
+                continue;
+            };
+            let Some(&(wa, ta)) = weight.get(t.word) else {
+                continue;
+            };
+            let pair = if SUFFIXES.contains(&next.word)
+                && NOUNISH.iter().chain(&["v"]).any(|n| *n == ta)
+            {
+                Some((wa * 1.2, 1))
+            } else {
+                match weight.get(next.word) {
+                    Some(&(wb, tb))
+                        if NOUNISH.contains(&ta)
+                            && NOUNISH.contains(&tb)
+                            && t.word.chars().count() + next.word.chars().count() <= 5 =>
+                    {
+                        Some((wa + wb, 2))
+                    }
+                    _ => None,
+                }
+            };
+            if let Some((w, needed)) = pair {
+                let e = compounds
+                    .entry(format!("{}{}", t.word, next.word))
+                    .or_insert((w, 0, needed));
+                e.1 += 1;
+                *inside.entry(t.word).or_default() += 1;
+                if weight.contains_key(next.word) {
+                    *inside.entry(next.word).or_default() += 1;
+                }
+            }
+        }
+    }
+    compounds.retain(|_, (_, seen, needed)| *seen >= *needed);
+    let mut out: Vec<(String, f64)> = singles
+        .iter()
+        .filter(|k| {
+            let a = alone.get(k.keyword.as_str()).copied().unwrap_or(0);
+            let i = inside.get(k.keyword.as_str()).copied().unwrap_or(0);
+            a == 0 || i < a
+        })
+        .map(|k| (k.keyword.clone(), k.weight * pos_factor(&k.tag)))
+        .collect();
+    out.extend(compounds.into_iter().map(|(w, (weight, _, _))| (w, weight)));
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    out
 }

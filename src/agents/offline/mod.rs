@@ -7,6 +7,7 @@
 mod competitors;
 mod datafile;
 mod emotion;
+mod emotion_model;
 mod keywords;
 mod opportunity;
 pub mod side_deal;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 
 pub use competitors::CompetitorList;
 pub use emotion::SentimentLexicon;
+pub use emotion_model::EmotionModel;
 pub use keywords::KeywordExtractor;
 pub use opportunity::OpportunityCues;
 
@@ -27,9 +29,10 @@ use crate::digest::hash_parts;
 use crate::sensitive::{Alert, LineError};
 
 /// Bumped whenever an analyser changes what it outputs for the same input, so stored results are redone.
-pub const VERSION: &str = "offline@2";
+pub const VERSION: &str = "offline@3";
 
 const SENTIMENT: &str = include_str!("../../../lexicons/sentiment.txt");
+const EMOTION_MODEL: &str = include_str!("../../../lexicons/emotion/model.tsv");
 const STOPWORDS: &str = include_str!("../../../lexicons/stopwords.txt");
 const OPPORTUNITY: &str = include_str!("../../../lexicons/opportunity.txt");
 /// The competitor list a deployment that names none gets.
@@ -40,6 +43,7 @@ pub const COMPETITORS_EXAMPLE: &str = include_str!("../../../lexicons/competitor
 #[derive(Clone)]
 pub struct OfflineAnalysers {
     sentiment: Arc<SentimentLexicon>,
+    emotion: Arc<EmotionModel>,
     keywords: Arc<KeywordExtractor>,
     competitors: Arc<CompetitorList>,
     opportunity: Arc<OpportunityCues>,
@@ -55,6 +59,13 @@ impl OfflineAnalysers {
         let mut errors = Vec::new();
         let (sentiment, e) = SentimentLexicon::parse("lexicons/sentiment.txt", SENTIMENT);
         errors.extend(e);
+        // The model is generated and embedded: a file that does not parse is a build that is broken,
+        // and tests catch it; the analysers then read with the lexicon alone rather than not at all.
+        let emotion = EmotionModel::parse("lexicons/emotion/model.tsv", EMOTION_MODEL)
+            .unwrap_or_else(|e| {
+                errors.push(e);
+                EmotionModel::empty()
+            });
         let (opportunity, e) = OpportunityCues::parse("lexicons/opportunity.txt", OPPORTUNITY);
         errors.extend(e);
         let (competitors, e) = CompetitorList::parse(competitor_source, competitor_text);
@@ -62,12 +73,14 @@ impl OfflineAnalysers {
         (
             OfflineAnalysers {
                 sentiment: Arc::new(sentiment),
+                emotion: Arc::new(emotion),
                 keywords: Arc::new(KeywordExtractor::new(STOPWORDS)),
                 competitors: Arc::new(competitors),
                 opportunity: Arc::new(opportunity),
                 fingerprint: hash_parts([
                     VERSION,
                     SENTIMENT,
+                    EMOTION_MODEL,
                     STOPWORDS,
                     OPPORTUNITY,
                     competitor_text,
@@ -82,10 +95,18 @@ impl OfflineAnalysers {
         let (competitors, errors) = CompetitorList::parse(source, text);
         let analysers = OfflineAnalysers {
             sentiment: self.sentiment.clone(),
+            emotion: self.emotion.clone(),
             keywords: self.keywords.clone(),
             competitors: Arc::new(competitors),
             opportunity: self.opportunity.clone(),
-            fingerprint: hash_parts([VERSION, SENTIMENT, STOPWORDS, OPPORTUNITY, text]),
+            fingerprint: hash_parts([
+                VERSION,
+                SENTIMENT,
+                EMOTION_MODEL,
+                STOPWORDS,
+                OPPORTUNITY,
+                text,
+            ]),
         };
         (analysers, errors)
     }
@@ -98,14 +119,21 @@ impl OfflineAnalysers {
     pub fn analyse(&self, session: &Session, alerts: &[Alert]) -> SessionResult {
         let msgs = &session.messages;
         let emotion = EmotionPair {
-            customer: self
-                .sentiment
-                .side(msgs.iter().filter(|m| m.role() == Role::Customer)),
-            staff: self
-                .sentiment
-                .side(msgs.iter().filter(|m| m.role() == Role::Staff)),
+            customer: self.sentiment.side(
+                &self.emotion,
+                msgs.iter().filter(|m| m.role() == Role::Customer),
+            ),
+            staff: self.sentiment.side(
+                &self.emotion,
+                msgs.iter().filter(|m| m.role() == Role::Staff),
+            ),
         };
-        let staff_score = staff_score::score(msgs, alerts, emotion.customer.as_ref());
+        let staff_score = staff_score::score(
+            msgs,
+            alerts,
+            emotion.customer.as_ref(),
+            emotion.staff.as_ref(),
+        );
         let keywords = self.keywords.extract(msgs);
         let competitors = self.competitors.mentions(msgs);
         let opportunity = self.opportunity.assess(msgs);

@@ -1,11 +1,12 @@
-//! Sales opportunity from buying cues (`cue,signal,weight`: need, price_ask, quote, bargain, quantity,
-//! purchase, objection, closing) plus prices and quantities written as numbers. The stage is the furthest
-//! one the cues reached; a session that ends on a strong objection after no purchase is lost.
+//! Sales opportunity from buying cues (`lexicons/opportunity.txt`: need, price_ask, requirement,
+//! quote, bargain, purchase, won, lost, objection) plus prices and quantities written as numbers. The
+//! stage is the furthest one the cues reached, unless the talk ends in 成交 or 战败; a chat with no
+//! buying cue at all (service, after-sales, small talk) has no opportunity.
 
 use std::collections::HashMap;
 
 use super::datafile::{error, records, weight};
-use crate::agents::{Opportunity, Signal, Stage};
+use crate::agents::{Opportunity, Signal, Stage, StageStep};
 use crate::archive::{Message, Role};
 use crate::sensitive::{Engine, Entry, Lexicon, LineError, MatchKind, Severity};
 
@@ -17,13 +18,37 @@ pub struct OpportunityCues {
 const SIGNALS: &[&str] = &[
     "need",
     "price_ask",
+    "requirement",
+    "quantity",
     "quote",
     "bargain",
-    "quantity",
     "purchase",
+    "won",
+    "lost",
     "objection",
+    "ignore",
+    // The name of `purchase` before offline@3, still read in a tenant's own file.
     "closing",
 ];
+
+/// Signals that only mean something when the customer says them: staff asking "多少钱" or writing
+/// "不需要了" says nothing of the customer's intent. Quotes, purchase steps and payment are anyone's.
+fn customer_only(kind: &str) -> bool {
+    matches!(
+        kind,
+        "need"
+            | "price_ask"
+            | "requirement"
+            | "quantity"
+            | "price"
+            | "bargain"
+            | "lost"
+            | "objection"
+    )
+}
+
+/// A 战败 cue this strong ends a deal even in a talk with no buying cue before it ("这边就先不报了").
+const STRONG_LOST: f64 = 2.5;
 
 impl OpportunityCues {
     pub fn parse(source: &str, text: &str) -> (OpportunityCues, Vec<LineError>) {
@@ -55,6 +80,11 @@ impl OpportunityCues {
                     continue;
                 }
             }
+            let signal = if signal == "closing" {
+                "purchase"
+            } else {
+                signal
+            };
             entries.push(Entry {
                 word: cue.to_string(),
                 category: signal.to_string(),
@@ -70,18 +100,23 @@ impl OpportunityCues {
     }
 
     pub fn assess(&self, messages: &[Message]) -> Opportunity {
-        let mut signals: Vec<(Signal, f64, Role)> = Vec::new();
+        let mut signals: Vec<(Signal, f64)> = Vec::new();
         for m in messages {
             let Some(text) = m.text.as_deref() else {
                 continue;
             };
             let role = m.role();
+            let mut push = |kind: &str, cue: &str, w: f64| {
+                if role == Role::Customer || !customer_only(kind) {
+                    signals.push((signal(kind, cue, m), w));
+                }
+            };
             for hit in self.engine.scan(text) {
-                if hit.kind != MatchKind::Lexicon {
+                if hit.kind != MatchKind::Lexicon || hit.category == "ignore" {
                     continue;
                 }
                 let w = self.weights.get(&hit.word).copied().unwrap_or(1.0);
-                signals.push((signal(&hit.category, &hit.matched_text, m), w, role));
+                push(&hit.category, &hit.matched_text, w);
             }
             if let Some(price) = find_price(text) {
                 // A number with a currency from staff is a quote; from the customer it is a budget.
@@ -90,62 +125,87 @@ impl OpportunityCues {
                 } else {
                     "price"
                 };
-                signals.push((signal(kind, &price, m), 1.0, role));
+                push(kind, &price, 1.0);
             }
             if let Some(q) = find_quantity(text) {
-                signals.push((signal("quantity", &q, m), 0.8, role));
+                push("quantity", &q, 0.8);
             }
         }
         let has_customer = messages.iter().any(|m| m.role() == Role::Customer);
-        let mut stage = if has_customer {
-            Stage::InitialContact
+        // A faint 战败 cue ("算了", "不用了") is a lost deal only where there was a deal: after a
+        // buying cue. In a service chat it is just the end of the talk.
+        let mut interest = false;
+        signals.retain(|(s, w)| {
+            let keep = s.kind != "lost" || interest || *w >= STRONG_LOST;
+            interest |= !matches!(s.kind.as_str(), "lost" | "objection");
+            keep
+        });
+        let (stage, moves) = if has_customer {
+            stage_moves(&signals)
         } else {
-            Stage::None
+            (Stage::None, Vec::new())
         };
-        for (s, _, _) in &signals {
-            stage = stage.max(Stage::reached_by(&s.kind));
-        }
-        let last_is_strong_objection = signals
-            .last()
-            .is_some_and(|(s, w, _)| s.kind == "objection" && *w >= 1.5);
-        if stage < Stage::Won && last_is_strong_objection {
-            stage = Stage::Lost;
-        }
         let buying: f64 = signals
             .iter()
-            .filter(|(s, _, _)| s.kind != "objection")
-            .map(|(_, w, _)| w)
+            .filter(|(s, _)| !matches!(s.kind.as_str(), "objection" | "lost"))
+            .map(|(_, w)| w)
             .sum();
-        let customer_interest = signals.iter().any(|(s, _, role)| {
-            *role == Role::Customer
-                && matches!(
-                    s.kind.as_str(),
-                    "need"
-                        | "price_ask"
-                        | "bargain"
-                        | "quantity"
-                        | "purchase"
-                        | "closing"
-                        | "price"
-                )
-        });
-        let detected = customer_interest || stage >= Stage::Quoted && stage != Stage::Lost;
         let mut evidence: Vec<String> = Vec::new();
-        for (s, _, _) in &signals {
+        for (s, _) in &signals {
             if !evidence.contains(&s.msgid) {
                 evidence.push(s.msgid.clone());
             }
         }
+        let confidence = confidence(stage, &signals);
         Opportunity {
-            detected,
+            detected: stage != Stage::None,
             stage,
             stage_label: stage.label().to_string(),
             score: ((1.0 - (-buying / 3.0).exp()) * 100.0).round() / 100.0,
-            signals: signals.into_iter().map(|(s, _, _)| s).collect(),
+            signals: signals.into_iter().map(|(s, _)| s).collect(),
             evidence,
+            moves,
+            confidence: Some(confidence),
             chunks: Vec::new(),
         }
     }
+}
+
+/// The stage and every move to it, each citing the message that made it.
+fn stage_moves(signals: &[(Signal, f64)]) -> (Stage, Vec<StageStep>) {
+    let mut moves: Vec<StageStep> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for (s, _) in signals {
+        seen.push(&s.kind);
+        let now = Stage::of_signals(seen.iter().copied());
+        if moves.last().map_or(now != Stage::None, |m| m.stage != now) {
+            moves.push(StageStep {
+                stage: now,
+                msgid: s.msgid.clone(),
+            });
+        }
+    }
+    (Stage::of_signals(seen), moves)
+}
+
+/// Sure when the stage rests on strong cues or when nothing at all hints at a deal; unsure when one
+/// faint cue decided it.
+fn confidence(stage: Stage, signals: &[(Signal, f64)]) -> f64 {
+    let behind: f64 = signals
+        .iter()
+        .filter(|(s, _)| Stage::reached_by(&s.kind) == stage)
+        .map(|(_, w)| w)
+        .sum();
+    let c = if stage == Stage::None {
+        if signals.is_empty() {
+            0.9
+        } else {
+            0.6
+        }
+    } else {
+        0.5 + 0.45 * (1.0 - (-behind / 1.5).exp())
+    };
+    (c * 100.0).round() / 100.0
 }
 
 fn signal(kind: &str, text: &str, m: &Message) -> Signal {
@@ -167,6 +227,9 @@ fn find_quantity(text: &str) -> Option<String> {
         text,
         &[
             "个账号",
+            "个人",
+            "个员工",
+            "个孩子",
             "个",
             "套",
             "台",
@@ -174,6 +237,11 @@ fn find_quantity(text: &str) -> Option<String> {
             "份",
             "箱",
             "人",
+            "位",
+            "岁",
+            "厘米",
+            "平米",
+            "课时",
             "账号",
             "席",
             "张",

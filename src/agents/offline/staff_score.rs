@@ -1,6 +1,9 @@
-//! The staff member's score for a session, 0–100, from four things a service manager checks: how fast
-//! the customer was answered (30), courtesy (20), what the sensitive engine caught staff saying (30), and
-//! how the customer felt (20). Every lost point has a note and the msgid behind it.
+//! The staff member's score for a session, 0–100, by the rubric of `agents/staff_score.toml`: how fast
+//! the customer was answered (响应及时, 30), courtesy and no rudeness (礼貌专业, 20), what the sensitive
+//! engine caught staff saying (合规, 30), and how the customer came out of it (客户结果, 20). As in a
+//! service team's QA sheet, a red line crossed (a high-severity violation by staff: diverting the
+//! customer, private deals, guaranteed returns, abuse) caps the whole score, whatever else went well.
+//! Every lost point has a note and the msgid behind it.
 
 use crate::agents::{Emotion, ScoreBreakdown, StaffScore};
 use crate::archive::{Message, Role};
@@ -19,10 +22,32 @@ const POLITE: &[&str] = &[
     "欢迎",
 ];
 
+/// The highest a session scores once staff crossed a red line.
+const RED_LINE_CAP: f64 = 35.0;
+/// The highest a session scores when staff were rude or dismissive to the customer.
+const RUDE_CAP: f64 = 45.0;
+/// Words that make a customer's last message one that needed an answer; "好的" and "谢谢" do not.
+const ASKS: &[&str] = &[
+    "?",
+    "？",
+    "吗",
+    "呢",
+    "怎么",
+    "什么",
+    "多少",
+    "哪",
+    "能不能",
+    "可不可以",
+    "是不是",
+    "有没有",
+    "几",
+];
+
 pub fn score(
     messages: &[Message],
     alerts: &[Alert],
     customer: Option<&Emotion>,
+    staff_emotion: Option<&Emotion>,
 ) -> Option<StaffScore> {
     let staff: Vec<&Message> = messages
         .iter()
@@ -53,9 +78,17 @@ pub fn score(
             Role::Robot => {}
         }
     }
-    if let Some(asked) = waiting_since {
+    // A customer who ends the talk with "好的" needs no reply; one who ends it with a question does.
+    let asked_last = waiting_since.filter(|m| {
+        messages
+            .iter()
+            .filter(|n| n.role() == Role::Customer && n.msgtime >= m.msgtime)
+            .filter_map(|n| n.text.as_deref())
+            .any(|t| ASKS.iter().any(|a| t.contains(a)))
+    });
+    if let Some(asked) = asked_last {
         unanswered += 1;
-        notes.push("客户最后的消息没有得到回复".to_string());
+        notes.push("客户最后的问题没有得到回复".to_string());
         evidence.push(asked.msgid.clone());
     }
     let first_response_secs = waits.first().map(|w| w.0);
@@ -88,22 +121,40 @@ pub fn score(
             .count() as f64
             / texts.len() as f64
     };
-    // Half of the messages being courteous earns full marks: nobody says 您 in every line.
-    let politeness = 8.0 + 12.0 * (polite_share / 0.5).min(1.0);
-    if polite_share < 0.25 {
-        notes.push("礼貌用语偏少".to_string());
+    // Plain, correct answers are professional; courtesy words add the rest, rudeness takes it away.
+    // A quarter of the messages being courteous earns full marks: nobody says 您 in every line.
+    let rude = staff_emotion.map_or(0, |e| e.negative_messages);
+    let mut politeness = 16.0 + 4.0 * (polite_share / 0.25).min(1.0) - 8.0 * rude as f64;
+    politeness = politeness.max(0.0);
+    if rude > 0 {
+        notes.push(format!("{rude}条消息语气生硬或不耐烦"));
+        evidence.extend(
+            staff_emotion
+                .into_iter()
+                .flat_map(|e| e.evidence.iter().cloned())
+                .take(2),
+        );
+    } else if polite_share == 0.0 && texts.len() >= 3 {
+        notes.push("没有使用礼貌用语".to_string());
     }
 
     let staff_ids: Vec<&str> = staff.iter().map(|m| m.msgid.as_str()).collect();
     let mut compliance: f64 = 30.0;
+    let mut red_line: Option<&Alert> = None;
     for a in alerts
         .iter()
         .filter(|a| staff_ids.contains(&a.msgid.as_str()))
     {
         let penalty = match (a.kind.as_str(), a.severity) {
             ("revoke", _) => 5.0,
-            (_, Severity::High) => 15.0,
-            (_, Severity::Medium) => 8.0,
+            // Complaint words in a staff message are staff naming the complaint ("您的投诉我们已
+            // 登记"), not staff misbehaving.
+            _ if a.category == "客诉" => 2.0,
+            (_, Severity::High) => {
+                red_line.get_or_insert(a);
+                30.0
+            }
+            (_, Severity::Medium) => 10.0,
             (_, Severity::Low) => 3.0,
         };
         compliance -= penalty;
@@ -114,7 +165,15 @@ pub fn score(
     }
     let compliance = compliance.max(0.0);
 
-    let outcome = customer.map_or(10.0, |e| 10.0 + 10.0 * e.score);
+    // A customer who leaves neutral was served; one who leaves pleased, better; one who leaves angry
+    // costs most of this part, though staff who handled an angry customer well keep the rest.
+    let outcome = customer.map_or(16.0, |e| {
+        if e.score >= 0.0 {
+            16.0 + 4.0 * e.score
+        } else {
+            16.0 + 10.0 * e.score
+        }
+    });
     if customer.is_some_and(|e| e.score < 0.0) {
         notes.push("客户情绪偏负面".to_string());
         evidence.extend(
@@ -134,13 +193,25 @@ pub fn score(
     let mut people: Vec<String> = staff.iter().map(|m| m.from.clone()).collect();
     people.sort();
     people.dedup();
+    let mut total =
+        breakdown.responsiveness + breakdown.politeness + breakdown.compliance + breakdown.outcome;
+    if let Some(a) = red_line {
+        total = total.min(RED_LINE_CAP);
+        notes.insert(
+            0,
+            format!(
+                "触犯红线（{}：{}），总分封顶{RED_LINE_CAP}",
+                a.category, a.word
+            ),
+        );
+    } else if rude > 0
+        && staff_emotion.is_some_and(|e| e.label == crate::agents::EmotionLabel::Negative)
+    {
+        total = total.min(RUDE_CAP);
+        notes.insert(0, format!("对客户态度恶劣，总分封顶{RUDE_CAP}"));
+    }
     Some(StaffScore {
-        score: round1(
-            breakdown.responsiveness
-                + breakdown.politeness
-                + breakdown.compliance
-                + breakdown.outcome,
-        ),
+        score: round1(total),
         staff: people,
         breakdown,
         first_response_secs,
@@ -148,6 +219,9 @@ pub fn score(
         unanswered,
         notes,
         evidence,
+        // Timing and the sensitive engine are readings; courtesy and the outcome are read from the
+        // words, so the score is as sure as the customer's emotion behind the outcome part.
+        confidence: Some(customer.and_then(|e| e.confidence).unwrap_or(0.7).min(0.95)),
         chunks: Vec::new(),
     })
 }
