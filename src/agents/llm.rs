@@ -109,10 +109,10 @@ impl LlmAnalysers {
         self.triage.is_some_and(|t| offline.confidence() >= t)
     }
 
-    /// Prompt tokens the session's calls would take (instructions, schema and conversation, as
-    /// counted for the budget), without calling: what triage saves when it keeps a reading.
+    /// Prompt tokens the session's calls would take (instructions and conversation, counted as for a
+    /// server that reports no usage), without calling: what triage saves when it keeps a reading.
     pub fn prompt_tokens(&self, session: &Session) -> u64 {
-        let lines = conversation_lines(&session.messages);
+        let user = user_message(&conversation_lines(&session.messages));
         let agents: Vec<&AgentDef> = self
             .agents
             .agents
@@ -125,19 +125,16 @@ impl LlmAnalysers {
             agents.into_iter().map(|a| vec![a]).collect()
         };
         let model = &self.endpoint.config().model;
-        let conversation: usize = lines.iter().map(|l| count_tokens(model, l) + 1).sum();
+        let conversation = count_tokens(model, &user);
         groups
             .iter()
             .map(|g| {
-                let schema = if g.len() == 1 {
-                    g[0].schema.clone()
-                } else {
-                    combined_schema(g)
+                let model = match g.as_slice() {
+                    [one] => one.model.as_ref().unwrap_or(model),
+                    _ => model,
                 };
                 let system = self.renderer.system(g, &[], None).unwrap_or_default();
-                (count_tokens(model, &system)
-                    + count_tokens(model, &schema.to_string())
-                    + conversation) as u64
+                (count_tokens(model, &system) + conversation) as u64
             })
             .sum()
     }

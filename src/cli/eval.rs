@@ -40,6 +40,10 @@ pub struct EvalArgs {
     pub baseline: Option<PathBuf>,
     #[arg(long, default_value_t = 0.0)]
     pub max_regression: f64,
+    /// Saved reports (or baselines) whose metrics are shown as extra columns beside this run's,
+    /// named after the file: e.g. the analysers' figures before a change (repeatable).
+    #[arg(long)]
+    pub compare: Vec<PathBuf>,
     /// Score and render a saved JSON report again instead of running the variants.
     #[arg(long)]
     pub replay: Option<PathBuf>,
@@ -100,7 +104,15 @@ pub async fn eval(args: EvalArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{json}");
     } else {
-        print!("{}", report.table());
+        let mut shown = report.clone();
+        for p in &args.compare {
+            let label = p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            shown = shown.beside(&read_report(p)?, &label);
+        }
+        print!("{}", shown.table());
     }
     if let Some(p) = &args.out {
         std::fs::write(p, &json)

@@ -131,6 +131,18 @@ impl Report {
         out
     }
 
+    /// The report with a saved report's variants added as columns named `NAME (label)`: the figures
+    /// of an earlier analyser or prompt beside today's, in one table.
+    pub fn beside(&self, other: &Report, label: &str) -> Report {
+        let mut r = self.clone();
+        for v in &other.baseline().variants {
+            let mut v = v.clone();
+            v.variant.name = format!("{} ({label})", v.variant.name);
+            r.variants.push(v);
+        }
+        r
+    }
+
     /// Variants as columns, metrics as rows.
     pub fn table(&self) -> String {
         let mut s = String::new();

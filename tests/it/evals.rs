@@ -308,3 +308,86 @@ async fn junit_and_an_html_report_that_chromium_renders() {
     // A blank page compresses to a few KB; a page with tables and charts does not.
     assert!(png.len() > 30_000, "screenshot is {} bytes", png.len());
 }
+
+/// Triage: on the labelled test set, sessions the offline analysers read surely keep that reading
+/// and cost no call; the rest go to the model. The saving is what the kept sessions' prompts weigh.
+#[tokio::test(flavor = "multi_thread")]
+async fn triage_sends_only_unsure_sessions_to_the_model() {
+    let mock = Mock::start(Behaviour::Valid).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = repo().join("evals/data/test.jsonl");
+    std::fs::write(
+        dir.path().join("suite.toml"),
+        format!(
+            "name = \"triage\"\nagents = [\"emotion\", \"staff_score\", \"opportunity\"]\n\
+             dataset = {:?}\n\
+             [[variants]]\nname = \"model\"\nkind = \"llm\"\nmodel = \"mock-no-usage\"\n\
+             [[variants]]\nname = \"triaged\"\nkind = \"llm\"\nmodel = \"mock-no-usage\"\n\
+             triage = 0.8\n",
+            data.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let report = dir.path().join("report.json");
+    let out = tokio::task::block_in_place(|| {
+        eval(dir.path(), &mock, &["--out", report.to_str().unwrap()])
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let metric = |v: usize, m: &str| r["variants"][v]["scores"]["metrics"][m].as_f64();
+    let outcomes = |v: usize| r["variants"][v]["outcomes"].as_array().unwrap().clone();
+    let kept: Vec<Value> = outcomes(1)
+        .into_iter()
+        .filter(|o| o["triaged_tokens"].as_u64().unwrap() > 0)
+        .collect();
+    let cases = outcomes(0).len();
+    assert!(
+        !kept.is_empty() && kept.len() < cases,
+        "{} of {cases} kept",
+        kept.len()
+    );
+    // What was kept is the offline reading, sure of itself; what was asked is the model's.
+    for o in &kept {
+        assert!(o["result"]["analyser"]
+            .as_str()
+            .unwrap()
+            .starts_with("offline"));
+        assert_eq!(o["prompt_tokens"], 0);
+    }
+    for o in outcomes(1)
+        .iter()
+        .filter(|o| o["triaged_tokens"].as_u64() == Some(0))
+    {
+        assert!(o["prompt_tokens"].as_u64().unwrap() > 0, "{o}");
+    }
+    let (all, asked, saved) = (
+        metric(0, "tokens.prompt").unwrap(),
+        metric(1, "tokens.prompt").unwrap(),
+        metric(1, "tokens.triaged").unwrap(),
+    );
+    assert!(asked < all && saved > 0.0, "{all} {asked} {saved}");
+    eprintln!(
+        "triage 0.8 on evals/data/test.jsonl: {} of {cases} sessions kept offline; prompt tokens \
+         {all} untriaged, {asked} triaged, {saved} saved",
+        kept.len()
+    );
+    assert_eq!(
+        metric(1, "triage.kept_rate"),
+        Some(kept.len() as f64 / cases as f64)
+    );
+    // The untriaged run asked about every case: the kept ones cost it what triage says it saved (the
+    // server reports no usage, so both are huixi's own count; a repair request may add a little).
+    let spent_on_kept: f64 = outcomes(0)
+        .iter()
+        .filter(|o| kept.iter().any(|k| k["case"] == o["case"]))
+        .map(|o| o["prompt_tokens"].as_f64().unwrap())
+        .sum();
+    assert!(
+        (spent_on_kept - saved).abs() <= 0.1 * spent_on_kept,
+        "{spent_on_kept} {saved}"
+    );
+}

@@ -174,3 +174,158 @@ pub(crate) fn china_time(ms: i64) -> String {
         .map(|t| t.with_timezone(&offset).to_rfc3339())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agents::{EmotionLabel, Stage};
+    use crate::archive::{sessionize, Message};
+
+    /// A one-to-one chat, a minute between messages; `wm…` senders are the customer.
+    fn chat(lines: &[(&str, &str)]) -> Session {
+        let messages = lines
+            .iter()
+            .enumerate()
+            .map(|(i, (from, text))| {
+                let to = if from.starts_with("wm") {
+                    "zhangsan"
+                } else {
+                    "wmCust"
+                };
+                let line = serde_json::json!({
+                    "msgid": format!("m{i}"), "action": "send", "from": from, "tolist": [to],
+                    "roomid": "", "msgtime": 1_795_000_000_000i64 + i as i64 * 60_000,
+                    "msgtype": "text", "text": {"content": text},
+                });
+                Message::parse(&line.to_string()).unwrap()
+            })
+            .collect();
+        sessionize("t", messages, 30 * 60 * 1000).remove(0)
+    }
+
+    fn analysers() -> OfflineAnalysers {
+        let (a, errors) = OfflineAnalysers::load();
+        assert!(errors.is_empty(), "{errors:?}");
+        a
+    }
+
+    #[test]
+    fn the_shipped_files_load_without_a_bad_line() {
+        analysers();
+    }
+
+    #[test]
+    fn a_review_with_no_sentiment_word_is_read_and_business_talk_is_neutral() {
+        let a = analysers();
+        let r = a.analyse(&chat(&[("wmCust", "干净，清静，交通也算方便。")]), &[]);
+        let e = r.emotion.customer.unwrap();
+        assert_eq!(e.label, EmotionLabel::Positive, "{e:?}");
+        let r = a.analyse(
+            &chat(&[("wmCust", "我叫陈明，手机 13912345678，方便的话电话联系")]),
+            &[],
+        );
+        assert_eq!(r.emotion.customer.unwrap().label, EmotionLabel::Neutral);
+        let r = a.analyse(&chat(&[("wmCust", "用了三天就开不了机，客服也不回")]), &[]);
+        assert_eq!(r.emotion.customer.unwrap().label, EmotionLabel::Negative);
+    }
+
+    #[test]
+    fn rude_staff_read_negative_counted_and_capped() {
+        let r = analysers().analyse(
+            &chat(&[
+                ("wmCust", "这个功能怎么用？"),
+                ("zhangsan", "你懂不懂怎么用，说了多少遍了"),
+                ("wmCust", "……"),
+            ]),
+            &[],
+        );
+        let staff = r.emotion.staff.unwrap();
+        assert_eq!(staff.label, EmotionLabel::Negative);
+        assert_eq!(staff.negative_messages, 1);
+        let score = r.staff_score.unwrap();
+        assert!(score.score <= 45.0, "{score:?}");
+        assert!(score.notes.iter().any(|n| n.contains("态度")), "{score:?}");
+    }
+
+    #[test]
+    fn stages_none_won_and_lost_with_the_messages_behind_them() {
+        let a = analysers();
+        let service = a.analyse(
+            &chat(&[
+                ("wmCust", "请问网课回放在哪里看"),
+                ("zhangsan", "在群公告里，您点开就能看到"),
+                ("wmCust", "好的，不用了，找到了"),
+            ]),
+            &[],
+        );
+        let o = service.opportunity.unwrap();
+        assert_eq!((o.stage, o.detected), (Stage::None, false), "{o:?}");
+
+        let won = a.analyse(
+            &chat(&[
+                ("wmCust", "雅思班多少钱"),
+                ("zhangsan", "12800元，含60课时"),
+                ("wmCust", "能便宜点吗"),
+                ("zhangsan", "可以打九五折"),
+                ("wmCust", "好，已付款了"),
+            ]),
+            &[],
+        );
+        let o = won.opportunity.unwrap();
+        assert_eq!(o.stage, Stage::Won);
+        let moves: Vec<(Stage, &str)> = o
+            .moves
+            .iter()
+            .map(|m| (m.stage, m.msgid.as_str()))
+            .collect();
+        assert_eq!(
+            moves,
+            [
+                (Stage::InitialContact, "m0"),
+                (Stage::Quoted, "m1"),
+                (Stage::Negotiating, "m2"),
+                (Stage::Won, "m4"),
+            ]
+        );
+
+        let not_yet = a.analyse(&chat(&[("wmCust", "报名费还没付款，明天付")]), &[]);
+        assert_ne!(not_yet.opportunity.unwrap().stage, Stage::Won);
+
+        let lost = a.analyse(
+            &chat(&[
+                (
+                    "wmCust",
+                    "老师，我们商量了一下，还是选了离家近的那家机构，这边就先不报了",
+                ),
+                ("zhangsan", "理解理解，以后有需要随时联系我"),
+            ]),
+            &[],
+        );
+        assert_eq!(lost.opportunity.unwrap().stage, Stage::Lost);
+    }
+
+    #[test]
+    fn few_whole_keywords_and_a_confidence_on_every_finding() {
+        let r = analysers().analyse(
+            &chat(&[
+                ("wmCust", "你们的直播课有回放吗"),
+                ("zhangsan", "直播课都有回放，在课程页面"),
+                ("wmCust", "直播课一节多长时间"),
+            ]),
+            &[],
+        );
+        let words: Vec<&str> = r.keywords.iter().map(|k| k.word.as_str()).collect();
+        assert!(words.len() <= 3 && words.contains(&"直播课"), "{words:?}");
+        assert!(r.keywords.iter().all(|k| k.confidence.is_some()));
+        for c in [
+            r.emotion.customer.as_ref().and_then(|e| e.confidence),
+            r.emotion.staff.as_ref().and_then(|e| e.confidence),
+            r.staff_score.as_ref().and_then(|s| s.confidence),
+            r.opportunity.as_ref().and_then(|o| o.confidence),
+        ] {
+            let c = c.expect("an offline finding carries a confidence");
+            assert!((0.5..=1.0).contains(&c), "{c}");
+        }
+        assert!(r.confidence() <= 1.0 && r.confidence() >= 0.5);
+    }
+}
