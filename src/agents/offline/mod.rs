@@ -77,14 +77,7 @@ impl OfflineAnalysers {
                 keywords: Arc::new(KeywordExtractor::new(STOPWORDS)),
                 competitors: Arc::new(competitors),
                 opportunity: Arc::new(opportunity),
-                fingerprint: hash_parts([
-                    VERSION,
-                    SENTIMENT,
-                    EMOTION_MODEL,
-                    STOPWORDS,
-                    OPPORTUNITY,
-                    competitor_text,
-                ]),
+                fingerprint: fingerprint(competitor_text),
             },
             errors,
         )
@@ -99,14 +92,7 @@ impl OfflineAnalysers {
             keywords: self.keywords.clone(),
             competitors: Arc::new(competitors),
             opportunity: self.opportunity.clone(),
-            fingerprint: hash_parts([
-                VERSION,
-                SENTIMENT,
-                EMOTION_MODEL,
-                STOPWORDS,
-                OPPORTUNITY,
-                text,
-            ]),
+            fingerprint: fingerprint(text),
         };
         (analysers, errors)
     }
@@ -165,6 +151,18 @@ impl OfflineAnalysers {
             side_deal: side_deal::assess(session, alerts),
         }
     }
+}
+
+/// The shipped data and the tenant's competitor list: what the analysers' readings depend on.
+fn fingerprint(competitors: &str) -> String {
+    hash_parts([
+        VERSION,
+        SENTIMENT,
+        EMOTION_MODEL,
+        STOPWORDS,
+        OPPORTUNITY,
+        competitors,
+    ])
 }
 
 /// RFC 3339 in China time, as every result prints its times.
