@@ -47,6 +47,26 @@ fn customer_only(kind: &str) -> bool {
     )
 }
 
+/// Words of a customer's after-sales talk: claims, repairs, returns, complaints about what they have.
+const SERVICE: &[&str] = &[
+    "理赔",
+    "退保",
+    "退款",
+    "退费",
+    "退货",
+    "维修",
+    "保修",
+    "报修",
+    "售后",
+    "补发",
+    "发错",
+    "投诉",
+    "坏了",
+    "故障",
+    "登不上",
+    "没收到",
+];
+
 /// A 战败 cue this strong ends a deal even in a talk with no buying cue before it ("这边就先不报了").
 const STRONG_LOST: f64 = 2.5;
 
@@ -140,6 +160,23 @@ impl OpportunityCues {
             interest |= !matches!(s.kind.as_str(), "lost" | "objection");
             keep
         });
+        // An after-sales talk (a claim, a repair, a refund) is not a deal: "交了", "到账了" or "配置"
+        // there are about the service. Only a cue of buying something makes it one.
+        let service = messages.iter().any(|m| {
+            m.role() == Role::Customer
+                && m.text
+                    .as_deref()
+                    .is_some_and(|t| SERVICE.iter().any(|w| t.contains(w)))
+        });
+        let buying = signals.iter().any(|(s, _)| {
+            matches!(
+                s.kind.as_str(),
+                "need" | "price_ask" | "bargain" | "purchase"
+            )
+        });
+        if service && !buying {
+            signals.retain(|(s, _)| s.kind == "objection");
+        }
         let (stage, moves) = if has_customer {
             stage_moves(&signals)
         } else {
