@@ -113,30 +113,37 @@ impl LlmAnalysers {
     /// server that reports no usage), without calling: what triage saves when it keeps a reading.
     pub fn prompt_tokens(&self, session: &Session) -> u64 {
         let user = user_message(&conversation_lines(&session.messages));
-        let agents: Vec<&AgentDef> = self
-            .agents
-            .agents
-            .iter()
-            .filter(|a| a.scope == Scope::Session)
-            .collect();
-        let groups: Vec<Vec<&AgentDef>> = if self.combined {
-            vec![agents]
-        } else {
-            agents.into_iter().map(|a| vec![a]).collect()
-        };
-        let model = &self.endpoint.config().model;
-        let conversation = count_tokens(model, &user);
-        groups
+        self.groups()
             .iter()
             .map(|g| {
-                let model = match g.as_slice() {
-                    [one] => one.model.as_ref().unwrap_or(model),
-                    _ => model,
-                };
+                let model = self.group_model(g);
                 let system = self.renderer.system(g, &[], None).unwrap_or_default();
-                (count_tokens(model, &system) + conversation) as u64
+                (count_tokens(&model, &system) + count_tokens(&model, &user)) as u64
             })
             .sum()
+    }
+
+    /// The calls a session takes: one per session agent, or one for all of them when combined.
+    fn groups(&self) -> Vec<Vec<&AgentDef>> {
+        let session_agents = self
+            .agents
+            .agents
+            .iter()
+            .filter(|a| a.scope == Scope::Session);
+        if self.combined {
+            vec![session_agents.collect()]
+        } else {
+            session_agents.map(|a| vec![a]).collect()
+        }
+    }
+
+    /// The model a call goes to: a lone agent's own, else the endpoint's.
+    fn group_model(&self, group: &[&AgentDef]) -> String {
+        match group {
+            [one] => one.model.clone(),
+            _ => None,
+        }
+        .unwrap_or_else(|| self.endpoint.config().model.clone())
     }
 
     /// Part of every session's input hash: a new prompt, schema, model or mode means a new analysis.
@@ -153,16 +160,7 @@ impl LlmAnalysers {
         passages: &[Passage],
     ) -> (SessionResult, Vec<UsageRow>) {
         let lines = conversation_lines(&session.messages);
-        let session_agents = self
-            .agents
-            .agents
-            .iter()
-            .filter(|a| a.scope == Scope::Session);
-        let groups: Vec<Vec<&AgentDef>> = if self.combined {
-            vec![session_agents.collect()]
-        } else {
-            session_agents.map(|a| vec![a]).collect()
-        };
+        let groups = self.groups();
         let runs = groups
             .iter()
             .map(|g| self.run_group(tenant, g, &lines, passages));
@@ -225,8 +223,7 @@ impl LlmAnalysers {
         usage: &mut Vec<UsageRow>,
     ) -> Result<BTreeMap<String, Value>, String> {
         let single = group.len() == 1;
-        let model = if single { group[0].model.clone() } else { None }
-            .unwrap_or_else(|| self.endpoint.config().model.clone());
+        let model = self.group_model(group);
         let temperature = group.iter().map(|a| a.temperature).fold(f32::MAX, f32::min);
         let max_output: u32 = group.iter().map(|a| a.max_output_tokens).sum();
         let context = group

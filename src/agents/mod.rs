@@ -17,7 +17,7 @@ pub use definition::{AgentFile, AgentSet, Sources};
 pub use result::{
     AgentFailure, CompetitorMention, Emotion, EmotionLabel, EmotionPair, Keyword, Opportunity,
     ScoreBreakdown, SessionResult, SideDeal, SideDealSignal, Signal, StaffScore, Stage, StageStep,
-    Summary,
+    StageTrack, Summary,
 };
 
 /// Whether every prompt template of the set compiles: a tenant's override is checked before it is

@@ -152,15 +152,40 @@ impl Stage {
     /// 战败 decides (a customer who declined and then paid is won; one who paid and then walked away
     /// from a second purchase is lost).
     pub fn of_signals<'a>(kinds: impl IntoIterator<Item = &'a str>) -> Stage {
-        let mut furthest = Stage::None;
-        let mut outcome = None;
+        let mut track = StageTrack::default();
         for kind in kinds {
-            match Stage::reached_by(kind) {
-                s @ (Stage::Won | Stage::Lost) => outcome = Some(s),
-                s => furthest = furthest.max(s),
-            }
+            track.push(kind);
         }
-        outcome.unwrap_or(furthest)
+        track.stage()
+    }
+}
+
+/// [`Stage::of_signals`] one signal at a time, for who wants the stage after each.
+#[derive(Debug, Clone, Copy)]
+pub struct StageTrack {
+    furthest: Stage,
+    outcome: Option<Stage>,
+}
+
+impl Default for StageTrack {
+    fn default() -> StageTrack {
+        StageTrack {
+            furthest: Stage::None,
+            outcome: None,
+        }
+    }
+}
+
+impl StageTrack {
+    pub fn push(&mut self, kind: &str) {
+        match Stage::reached_by(kind) {
+            s @ (Stage::Won | Stage::Lost) => self.outcome = Some(s),
+            s => self.furthest = self.furthest.max(s),
+        }
+    }
+
+    pub fn stage(&self) -> Stage {
+        self.outcome.unwrap_or(self.furthest)
     }
 }
 

@@ -107,20 +107,24 @@ fn eval(dir: &Path, mock: &Mock, extra: &[&str]) -> std::process::Output {
     huixi(&args)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn prompt_variants_side_by_side_and_a_worse_one_fails_the_gate() {
-    let mock = Mock::start(Behaviour::Valid).await;
-    let dir = tempfile::tempdir().unwrap();
-    prompt_suite(dir.path(), "candidate");
-    let report = dir.path().join("report.json");
-    let out = tokio::task::block_in_place(|| {
-        eval(dir.path(), &mock, &["--out", report.to_str().unwrap()])
-    });
+/// Runs the suite in `dir` against the mock, recording the report; the run must succeed.
+fn recorded(dir: &Path, mock: &Mock) -> (std::process::Output, std::path::PathBuf) {
+    let report = dir.join("report.json");
+    let out = tokio::task::block_in_place(|| eval(dir, mock, &["--out", report.to_str().unwrap()]));
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    (out, report)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prompt_variants_side_by_side_and_a_worse_one_fails_the_gate() {
+    let mock = Mock::start(Behaviour::Valid).await;
+    let dir = tempfile::tempdir().unwrap();
+    prompt_suite(dir.path(), "candidate");
+    let (out, report) = recorded(dir.path(), &mock);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
         table.contains("shipped") && table.contains("candidate"),
@@ -201,11 +205,7 @@ async fn a_recorded_report_is_rescored_without_calling_the_model() {
     let mock = Mock::start(Behaviour::Valid).await;
     let dir = tempfile::tempdir().unwrap();
     prompt_suite(dir.path(), "candidate");
-    let report = dir.path().join("report.json");
-    let out = tokio::task::block_in_place(|| {
-        eval(dir.path(), &mock, &["--out", report.to_str().unwrap()])
-    });
-    assert!(out.status.success());
+    let (_, report) = recorded(dir.path(), &mock);
     let calls = mock.count();
     let replay = |file: &str| {
         huixi(&[
@@ -328,15 +328,7 @@ async fn triage_sends_only_unsure_sessions_to_the_model() {
         ),
     )
     .unwrap();
-    let report = dir.path().join("report.json");
-    let out = tokio::task::block_in_place(|| {
-        eval(dir.path(), &mock, &["--out", report.to_str().unwrap()])
-    });
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (_, report) = recorded(dir.path(), &mock);
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let metric = |v: usize, m: &str| r["variants"][v]["scores"]["metrics"][m].as_f64();
     let outcomes = |v: usize| r["variants"][v]["outcomes"].as_array().unwrap().clone();

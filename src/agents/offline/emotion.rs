@@ -1,8 +1,8 @@
 //! Emotion from a sentiment lexicon: each sentiment word scores by its weight, scaled by a degree adverb
 //! just before it (非常, 有点) and flipped by a negator within the three words before it (不, 没有).
 //! Each message's score blends that lexicon reading with the trained model of [`EmotionModel`]; a
-//! side's score is Σwᵢsᵢ / (Σwᵢ|sᵢ| + d), later messages weighing more: bounded in (−1, 1), and one
-//! strong message outweighs many faint ones without a single "好的" turning a complaint positive.
+//! side's score is the mean of its clearly polar messages' scores, later messages weighing more, so
+//! that neither a single "好的" nor a run of neutral questions turns a complaint.
 
 use std::collections::HashMap;
 

@@ -4,10 +4,10 @@
 //!
 //! Characters rather than words because jieba splits the informal text of reviews and chat badly
 //! ("绝绝子", "踩雷", typos), and n-grams of characters catch negation ("不好", "没问题") and the
-//! implicit judgements that no lexicon lists ("下次还来", "等了两个小时"). [`features`] must stay in
-//! step with `features()` of the training script.
+//! implicit judgements that no lexicon lists ("下次还来", "等了两个小时"). [`normalize`] and
+//! [`grams`] must stay in step with `normalize()` and `features()` of the training script.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::sensitive::LineError;
 
@@ -76,13 +76,12 @@ impl EmotionModel {
     pub fn classify(&self, text: &str) -> Probabilities {
         let norm = normalize(text);
         let mut z = self.bias.map(f64::from);
-        let mut seen: Vec<&str> = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::new();
         for gram in grams(&norm) {
             // Each feature counts once per text, as in training.
-            if seen.contains(&gram) {
+            if !seen.insert(gram) {
                 continue;
             }
-            seen.push(gram);
             if let Some(w) = self.weights.get(gram) {
                 for (z, w) in z.iter_mut().zip(w) {
                     *z += f64::from(*w);

@@ -9,7 +9,7 @@ use jieba_rs::{KeywordExtract, KeywordExtractConfig, TfIdf};
 
 use super::text::JIEBA;
 use crate::agents::Keyword;
-use crate::archive::Message;
+use crate::archive::{Message, Role};
 use crate::sensitive::mask_pii;
 
 pub struct KeywordExtractor {
@@ -78,10 +78,12 @@ impl KeywordExtractor {
                     .map(|t| (fast2s::convert(&mask_pii(t)), m.msgid.as_str()))
             })
             .collect();
-        let customer: Vec<String> = messages
+        let customer: Vec<&str> = messages
             .iter()
-            .filter(|m| m.role() == crate::archive::Role::Customer)
-            .filter_map(|m| m.text.as_deref().map(fast2s::convert))
+            .filter(|m| m.text.is_some())
+            .zip(&texts)
+            .filter(|(m, _)| m.role() == Role::Customer)
+            .map(|(_, (t, _))| t.as_str())
             .collect();
         let all: String = texts
             .iter()
@@ -95,11 +97,10 @@ impl KeywordExtractor {
             .into_iter()
             .filter(|k| topical(&k.keyword))
             .collect();
-        let boost = CUSTOMER_BOOST;
         let mut candidates = rank(singles, &texts);
         for (word, w) in &mut candidates {
             if customer.iter().any(|t| t.contains(word.as_str())) {
-                *w *= boost;
+                *w *= CUSTOMER_BOOST;
             }
         }
         candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -108,26 +109,21 @@ impl KeywordExtractor {
             .into_iter()
             .filter(|k| k.1 >= RATIO * top)
             .take(TOP_K)
-            .map(|(keyword, weight)| jieba_rs::Keyword {
-                keyword,
-                weight,
-                tag: String::new(),
-            })
-            .map(|k| Keyword {
+            .map(|(word, weight)| Keyword {
                 evidence: texts
                     .iter()
-                    .filter(|(t, _)| t.contains(k.keyword.as_str()))
+                    .filter(|(t, _)| t.contains(word.as_str()))
                     .take(EVIDENCE_PER_KEYWORD)
                     .map(|(_, id)| id.to_string())
                     .collect(),
                 // Relative to the session's top keyword: the first is as sure as keywords get.
                 confidence: Some(if top > 0.0 {
-                    ((k.weight / top) * 100.0).round() / 100.0
+                    ((weight / top) * 100.0).round() / 100.0
                 } else {
                     0.0
                 }),
-                word: k.keyword,
-                weight: (k.weight * 1000.0).round() / 1000.0,
+                word,
+                weight: (weight * 1000.0).round() / 1000.0,
             })
             .collect()
     }
@@ -146,7 +142,7 @@ const NOUNISH: &[&str] = &["n", "nz", "vn", "eng", "nt", "nw", "ns"];
 /// ("退款", "发货") and count for less; people's names and idioms rarely are what the talk is about.
 fn pos_factor(tag: &str) -> f64 {
     match tag {
-        "n" | "nz" | "vn" | "eng" | "nt" | "nw" | "ns" => 1.0,
+        t if NOUNISH.contains(&t) => 1.0,
         "v" => 0.7,
         "nr" => 0.3,
         _ => 0.5,

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use super::datafile::{error, records, weight};
-use crate::agents::{Opportunity, Signal, Stage, StageStep};
+use crate::agents::{Opportunity, Signal, Stage, StageStep, StageTrack};
 use crate::archive::{Message, Role};
 use crate::sensitive::{Engine, Entry, Lexicon, LineError, MatchKind, Severity};
 
@@ -168,13 +168,13 @@ impl OpportunityCues {
                     .as_deref()
                     .is_some_and(|t| SERVICE.iter().any(|w| t.contains(w)))
         });
-        let buying = signals.iter().any(|(s, _)| {
+        let buys = signals.iter().any(|(s, _)| {
             matches!(
                 s.kind.as_str(),
                 "need" | "price_ask" | "bargain" | "purchase"
             )
         });
-        if service && !buying {
+        if service && !buys {
             signals.retain(|(s, _)| s.kind == "objection");
         }
         let (stage, moves) = if has_customer {
@@ -211,10 +211,10 @@ impl OpportunityCues {
 /// The stage and every move to it, each citing the message that made it.
 fn stage_moves(signals: &[(Signal, f64)]) -> (Stage, Vec<StageStep>) {
     let mut moves: Vec<StageStep> = Vec::new();
-    let mut seen: Vec<&str> = Vec::new();
+    let mut track = StageTrack::default();
     for (s, _) in signals {
-        seen.push(&s.kind);
-        let now = Stage::of_signals(seen.iter().copied());
+        track.push(&s.kind);
+        let now = track.stage();
         if moves.last().map_or(now != Stage::None, |m| m.stage != now) {
             moves.push(StageStep {
                 stage: now,
@@ -222,7 +222,7 @@ fn stage_moves(signals: &[(Signal, f64)]) -> (Stage, Vec<StageStep>) {
             });
         }
     }
-    (Stage::of_signals(seen), moves)
+    (track.stage(), moves)
 }
 
 /// Sure when the stage rests on strong cues or when nothing at all hints at a deal; unsure when one

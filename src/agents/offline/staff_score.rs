@@ -5,7 +5,7 @@
 //! customer, private deals, guaranteed returns, abuse) caps the whole score, whatever else went well.
 //! Every lost point has a note and the msgid behind it.
 
-use crate::agents::{Emotion, ScoreBreakdown, StaffScore};
+use crate::agents::{Emotion, EmotionLabel, ScoreBreakdown, StaffScore};
 use crate::archive::{Message, Role};
 use crate::sensitive::{Alert, Severity};
 
@@ -204,9 +204,7 @@ pub fn score(
                 a.category, a.word
             ),
         );
-    } else if rude > 0
-        && staff_emotion.is_some_and(|e| e.label == crate::agents::EmotionLabel::Negative)
-    {
+    } else if rude > 0 && staff_emotion.is_some_and(|e| e.label == EmotionLabel::Negative) {
         total = total.min(RUDE_CAP);
         notes.insert(0, format!("对客户态度恶劣，总分封顶{RUDE_CAP}"));
     }
