@@ -15,11 +15,11 @@ use tracing::Instrument;
 
 use crate::agents::llm::LlmAnalysers;
 use crate::analysis::{self, ConversationOutput, Reading};
-use crate::archive::{conversation_key, ArchiveReader, RejectedLine};
+use crate::archive::{conversation_key, ArchiveReader, Message, RejectedLine};
 use crate::customers::{refresh_many, CustomerProfile, Duplicate};
 use crate::kb::Knowledge;
 use crate::sensitive::Alert;
-use crate::store::{Committed, MetricsFilter, RunRecord, Store, StoredConversation};
+use crate::store::{Committed, MetricsFilter, RunRecord, SettledFile, Store, StoredConversation};
 use crate::tenant::{Tenant, Tenants};
 use crate::trajectory::{self, StaffDay};
 
@@ -61,18 +61,22 @@ pub struct RunSummary {
     pub staff_days: Vec<StaffDay>,
     /// 撞单 involving the run's customers.
     pub duplicates: Vec<Duplicate>,
+    /// Files skipped whole: an earlier run read the same bytes under the same analysis.
+    pub unchanged_files: Vec<SettledFile>,
     pub stats: RunRecord,
 }
 
 /// Messages read and stored per batch: what a run holds of the archive at once.
 const BATCH: usize = 5_000;
 /// Conversations a batch loads, and commits, together.
-const GROUP: usize = 48;
+const GROUP: usize = 128;
 
+/// `reread`: read every file, even those an earlier run settled (see [`unchanged_files`]).
 pub async fn analyze(
     tenants: &Tenants,
     tenant: &Tenant,
     files: &[PathBuf],
+    reread: bool,
     progress: &dyn Progress,
     sink: &mut dyn ReportSink,
 ) -> anyhow::Result<RunRecord> {
@@ -81,24 +85,53 @@ pub async fn analyze(
     let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
     let run = store.start_run(tenant_id, &names).await?;
     let mut stats = RunRecord::default();
-    let mut reader = ArchiveReader::new(files);
-    let mut conversations: BTreeSet<String> = BTreeSet::new();
-    while let Some(batch) = reader.next_batch(BATCH)? {
-        stats.messages_read += batch.len() as u64;
-        let (new, conflicts) = store
-            .insert_messages(tenant_id, &batch)
-            .await
-            .context("storing messages")?;
-        stats.messages_new += new;
-        for i in conflicts {
-            let why = format!(
-                "msgid {:?} is stored from an earlier run with different content; the stored one is kept",
-                batch[i].msgid
-            );
-            reader.reject_read(i, why);
-        }
-        conversations.extend(batch.iter().filter_map(conversation_key));
+    let fingerprint = files_fingerprint(tenant);
+    let (to_read, unchanged) =
+        unchanged_files(store, tenant_id, files, fingerprint.as_deref(), reread).await?;
+    if !unchanged.is_empty() {
+        tracing::info!(
+            files = unchanged.len(),
+            messages = unchanged.iter().map(|f| f.messages).sum::<u64>(),
+            "files unchanged since an earlier run, not read again"
+        );
     }
+    let paths: Vec<PathBuf> = to_read.iter().map(|f| PathBuf::from(&f.path)).collect();
+    let mut reader = ArchiveReader::new(&paths);
+    let mut conversations: BTreeSet<String> = BTreeSet::new();
+    // A batch is stored while the next one is read and parsed: the store's thread and this one
+    // work side by side.
+    type Storing = tokio::task::JoinHandle<anyhow::Result<(Vec<Message>, u64, Vec<usize>)>>;
+    let store_batch = |batch: Vec<Message>| -> Storing {
+        let (store, tenant) = (store.clone(), tenant_id.clone());
+        tokio::spawn(async move {
+            let (new, conflicts) = store
+                .insert_messages(&tenant, &batch)
+                .await
+                .context("storing messages")?;
+            Ok((batch, new, conflicts))
+        })
+    };
+    let mut storing: Option<(Storing, Vec<(std::sync::Arc<str>, usize)>)> = None;
+    loop {
+        let next = reader.next_batch(BATCH)?;
+        if let Some((task, at)) = storing.take() {
+            let (batch, new, conflicts) = task.await??;
+            stats.messages_new += new;
+            for i in conflicts {
+                let why = format!(
+                    "msgid {:?} is stored from an earlier run with different content; the stored one is kept",
+                    batch[i].msgid
+                );
+                reader.reject_read(&at, i, why);
+            }
+        }
+        let Some(batch) = next else { break };
+        stats.messages_read += batch.len() as u64;
+        conversations.extend(batch.iter().filter_map(conversation_key));
+        let at = reader.take_batch_at();
+        storing = Some((store_batch(batch), at));
+    }
+    reader.forget_seen();
     store.record_rejected(run, &reader.rejected).await?;
     tracing::info!(
         messages = stats.messages_read,
@@ -211,6 +244,12 @@ pub async fn analyze(
     let quiet_timeouts = store.raise_quiet_timeouts(Some(tenant_id)).await?;
     stats.alerts += quiet_timeouts.len() as u64;
     let staff_days = run_staff_days(store, tenant_id, &staff, &days).await?;
+    if let Some(fingerprint) = &fingerprint {
+        let settled = settled_now(&reader, to_read);
+        store
+            .settle_files(tenant_id, fingerprint, run, &settled)
+            .await?;
+    }
     store
         .finish_run(run, reader.rejected.len() + reader.rejected_beyond, &stats)
         .await?;
@@ -223,9 +262,100 @@ pub async fn analyze(
         quiet_timeouts,
         staff_days,
         duplicates,
+        unchanged_files: unchanged,
         stats: stats.clone(),
     })?;
     Ok(stats)
+}
+
+/// What a file's conversations were committed under, for skipping it later: the tenant's analysis
+/// (lexicon, rules, analysers, calendar), its tag library and this build. `None` when a model is
+/// configured: its readings also depend on the knowledge base, and a run asks again about sessions
+/// whose model answers failed, so every file is read.
+fn files_fingerprint(tenant: &Tenant) -> Option<String> {
+    if tenant.llm.is_some() {
+        return None;
+    }
+    let library = tenant
+        .settings
+        .tag_library
+        .as_ref()
+        .map(|l| serde_json::to_string(l).expect("a tag library serializes"))
+        .unwrap_or_default();
+    Some(crate::digest::hash_parts([
+        env!("CARGO_PKG_VERSION"),
+        tenant.fingerprint().as_str(),
+        library.as_str(),
+    ]))
+}
+
+/// Splits the run's files into those to read and those an earlier run settled: the same bytes,
+/// read to the end with no line rejected and every conversation committed, under the same
+/// fingerprint. Reading one again would store no message and change no conversation, only cost a
+/// parse and a comparison of every line. A file given twice in one run is read once.
+async fn unchanged_files(
+    store: &Store,
+    tenant: &str,
+    files: &[PathBuf],
+    fingerprint: Option<&str>,
+    reread: bool,
+) -> anyhow::Result<(Vec<SettledFile>, Vec<SettledFile>)> {
+    let (mut to_read, mut unchanged) = (Vec::new(), Vec::new());
+    let mut seen = BTreeSet::new();
+    for path in files {
+        let (content_hash, bytes) = file_digest(path)?;
+        if !seen.insert(content_hash.clone()) {
+            continue;
+        }
+        if let (Some(fingerprint), false) = (fingerprint, reread) {
+            if let Some(mut settled) = store
+                .settled_file(tenant, &content_hash, fingerprint)
+                .await?
+            {
+                settled.path = path.display().to_string();
+                unchanged.push(settled);
+                continue;
+            }
+        }
+        to_read.push(SettledFile {
+            content_hash,
+            path: path.display().to_string(),
+            bytes,
+            messages: 0,
+        });
+    }
+    Ok((to_read, unchanged))
+}
+
+/// SHA-256 of a file's bytes, and their count.
+fn file_digest(path: &std::path::Path) -> anyhow::Result<(String, u64)> {
+    use sha2::Digest;
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut hasher = sha2::Sha256::new();
+    let bytes = std::io::copy(&mut file, &mut hasher)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok((hex::encode(hasher.finalize()), bytes))
+}
+
+/// The files of this run that it settled: read whole, no line of theirs rejected. A run that
+/// rejected more lines than it lists cannot tell whose they were, and settles none.
+fn settled_now(reader: &ArchiveReader, read: Vec<SettledFile>) -> Vec<SettledFile> {
+    if reader.rejected_beyond > 0 {
+        return Vec::new();
+    }
+    read.into_iter()
+        .filter(|f| !reader.rejected.iter().any(|r| r.file == f.path))
+        .map(|mut f| {
+            f.messages = reader
+                .accepted
+                .iter()
+                .filter(|(name, _)| **name == *f.path)
+                .map(|(_, n)| n)
+                .sum();
+            f
+        })
+        .collect()
 }
 
 /// Loads a conversation, analyses it, and commits what changed: sessions whose inputs changed are

@@ -82,6 +82,8 @@ pub struct ArchiveReader {
     /// Where each message of the last batch was read, so that a message the store refuses later
     /// (its msgid kept earlier with different content) is reported by file and line too.
     batch_at: Vec<(std::sync::Arc<str>, usize)>,
+    /// Each source opened so far, by name, with the messages accepted from it.
+    pub accepted: Vec<(std::sync::Arc<str>, u64)>,
 }
 
 fn reject(
@@ -159,6 +161,7 @@ impl ArchiveReader {
             duplicates: 0,
             lines: None,
             batch_at: Vec::new(),
+            accepted: Vec::new(),
         }
     }
 
@@ -172,7 +175,7 @@ impl ArchiveReader {
                 let Some(source) = self.sources.pop() else {
                     break;
                 };
-                self.current = Some(match source {
+                let opened: (Box<dyn BufRead + Send>, std::sync::Arc<str>, usize) = match source {
                     Source::File(path) => {
                         let file = std::fs::File::open(&path).map_err(|e| {
                             let path = path.display();
@@ -187,7 +190,9 @@ impl ArchiveReader {
                     Source::Bytes(name, body) => {
                         (Box::new(std::io::Cursor::new(body)), name.into(), 0)
                     }
-                });
+                };
+                self.accepted.push((opened.1.clone(), 0));
+                self.current = Some(opened);
                 continue;
             };
             buf.clear();
@@ -228,6 +233,9 @@ impl ArchiveReader {
                             v.insert(content);
                             batch.push(m);
                             self.batch_at.push((name.clone(), line_no));
+                            if let Some((_, n)) = self.accepted.last_mut() {
+                                *n += 1;
+                            }
                             if let Some(lines) = &mut self.lines {
                                 lines.push(line_no);
                             }
@@ -252,10 +260,28 @@ impl ArchiveReader {
 }
 
 impl ArchiveReader {
-    /// Rejects the `index`th message of the last batch after the fact, naming its file and line:
-    /// the store refused it (its msgid was kept by an earlier run with different content).
-    pub fn reject_read(&mut self, index: usize, error: String) {
-        if let Some((file, line)) = self.batch_at.get(index).cloned() {
+    /// Frees what the reader keeps to tell repeats apart (about 50 MB at a million msgids), once the
+    /// input is read: the analysis that follows has no use for it.
+    pub fn forget_seen(&mut self) {
+        self.seen = Default::default();
+    }
+
+    /// Where each message of the last batch was read, taken: a batch stored while the next is read
+    /// keeps its own, for [`ArchiveReader::reject_read`].
+    pub fn take_batch_at(&mut self) -> Vec<(std::sync::Arc<str>, usize)> {
+        std::mem::take(&mut self.batch_at)
+    }
+
+    /// Rejects the `index`th message of a batch after the fact, naming its file and line (`at`, the
+    /// batch's [`ArchiveReader::take_batch_at`]): the store refused it (its msgid was kept by an
+    /// earlier run with different content).
+    pub fn reject_read(
+        &mut self,
+        at: &[(std::sync::Arc<str>, usize)],
+        index: usize,
+        error: String,
+    ) {
+        if let Some((file, line)) = at.get(index).cloned() {
             reject(
                 &mut self.rejected,
                 &mut self.rejected_beyond,

@@ -35,6 +35,10 @@ pub struct AnalyzeArgs {
     /// tag), kept in the store for later runs and workers.
     #[arg(long, value_name = "FILE")]
     pub tag_library: Option<PathBuf>,
+    /// Read every file, also those an earlier run read to the end under the same analysis (by
+    /// default such a file is skipped whole: it has nothing new).
+    #[arg(long)]
+    pub reread: bool,
     #[command(flatten)]
     pub settings: Settings,
 }
@@ -94,7 +98,15 @@ pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     } else {
         Box::new(Summary::new(out))
     };
-    pipeline::analyze(&tenants, &tenant, &args.files, &bar, sink.as_mut()).await?;
+    pipeline::analyze(
+        &tenants,
+        &tenant,
+        &args.files,
+        args.reread,
+        &bar,
+        sink.as_mut(),
+    )
+    .await?;
     bar.finish_and_clear();
     if let Some(llm) = &tenant.llm {
         let (requests, retries) = llm.traffic();
@@ -180,6 +192,10 @@ impl<W: Write> ReportSink for JsonReport<W> {
             "rejected_lines": r.rejected_lines,
             "rejected_beyond": r.rejected_beyond,
             "duplicates": r.duplicates,
+            "unchanged_files": r.unchanged_files.iter().map(|f| serde_json::json!({
+                "path": f.path,
+                "messages": f.messages,
+            })).collect::<Vec<_>>(),
         });
         // The remaining fields, as the members of one more object spliced in.
         let tail = tail.to_string();
@@ -337,6 +353,14 @@ fn print_summary<W: Write>(sum: &mut Summary<W>, r: &RunSummary) -> std::io::Res
         r.stats.messages_new,
         r.rejected_lines.len() + r.rejected_beyond
     )?;
+    if !r.unchanged_files.is_empty() {
+        writeln!(
+            out,
+            "  {} files unchanged since an earlier run, not read again ({} messages; --reread reads them)",
+            r.unchanged_files.len(),
+            r.unchanged_files.iter().map(|f| f.messages).sum::<u64>()
+        )?;
+    }
     writeln!(
         out,
         "  {} sessions ({} analysed now, {} unchanged since the last run)",

@@ -84,6 +84,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0011_behaviours.sql"),
         mysql: include_str!("../../migrations/mysql/0011_behaviours.sql"),
     },
+    Migration {
+        version: 12,
+        name: "archive_files",
+        sqlite: include_str!("../../migrations/sqlite/0012_archive_files.sql"),
+        mysql: include_str!("../../migrations/mysql/0012_archive_files.sql"),
+    },
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<(), StoreError> {

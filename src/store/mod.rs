@@ -3,6 +3,7 @@
 //! dialects differ spelled out in [`Dialect`]; all tables carry the `huixi_` prefix and a tenant column.
 
 mod api;
+mod archive_files;
 mod consents;
 mod conversations;
 mod customers;
@@ -26,6 +27,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::AnyPool;
 
 pub use api::{Principal, RequestStatus, SessionFilter};
+pub use archive_files::SettledFile;
 pub use consents::Consent;
 #[cfg(test)]
 pub use conversations::StoredSession;
@@ -149,12 +151,12 @@ impl Store {
                             .await?;
                         // A multi-row insert keeps a statement journal: in memory, not in a temporary
                         // file written through system calls. And the log is copied back into the
-                        // database every 16 MiB rather than every 4: an index page a batch touches
+                        // database every 40 MiB rather than every 4: an index page a batch touches
                         // over and over is written once per checkpoint.
                         sqlx::query("PRAGMA temp_store = MEMORY")
                             .execute(&mut *conn)
                             .await?;
-                        sqlx::query("PRAGMA wal_autocheckpoint = 4000")
+                        sqlx::query("PRAGMA wal_autocheckpoint = 10000")
                             .execute(&mut *conn)
                             .await?;
                     } else {

@@ -1,6 +1,7 @@
 //! `huixi analyze` end to end on the embedded SQLite store.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use serde_json::Value;
 
@@ -149,25 +150,100 @@ async fn running_twice_leaves_the_store_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let db = sqlite_url(dir.path());
     let archive = sample_archive();
-    let first = stdout_json(&huixi(&[
-        "analyze",
-        archive.to_str().unwrap(),
-        "--db",
-        &db,
-        "--json",
-    ]));
+    let run = |extra: &[&str]| {
+        let mut args = vec!["analyze", archive.to_str().unwrap(), "--db", &db, "--json"];
+        args.extend(extra);
+        stdout_json(&huixi(&args))
+    };
+    let first = run(&[]);
+    assert_eq!(first["unchanged_files"], serde_json::json!([]));
     let before = dump(&db).await;
     assert!(!before.is_empty());
-    let second = stdout_json(&huixi(&[
-        "analyze",
-        archive.to_str().unwrap(),
-        "--db",
-        &db,
-        "--json",
-    ]));
+    // Read again on request: every line parsed and offered to the store, every conversation
+    // compared, nothing written, the same report.
+    let reread = run(&["--reread"]);
     assert_eq!(dump(&db).await, before);
-    assert_eq!(first, second, "the report of a re-run equals the first");
-    assert_eq!(count(&db, "huixi_runs").await, 2, "each run is logged");
+    assert_eq!(
+        first["results"], reread["results"],
+        "a re-read reports what the first run did"
+    );
+    assert_eq!(first["alerts"], reread["alerts"]);
+    assert_eq!(first["customers"], reread["customers"]);
+    // By default the unchanged file is skipped whole, and said to be.
+    let again = run(&[]);
+    assert_eq!(dump(&db).await, before);
+    assert_eq!(again["results"], serde_json::json!([]));
+    let unchanged = again["unchanged_files"].as_array().unwrap();
+    assert_eq!(unchanged.len(), 1);
+    assert_eq!(unchanged[0]["path"], archive.to_str().unwrap());
+    assert_eq!(unchanged[0]["messages"], first["messages"]);
+    assert_eq!(count(&db, "huixi_runs").await, 3, "each run is logged");
+}
+
+/// A file is skipped only when its bytes, and what they would be analysed under, are those an
+/// earlier run read to the end: an edited file, a file with rejected lines and a changed lexicon are
+/// read again.
+#[tokio::test]
+async fn only_a_file_settled_under_the_same_analysis_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_url(dir.path());
+    let text = std::fs::read_to_string(sample_archive()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let (head, tail) = lines.split_at(lines.len() / 2);
+    let a = dir.path().join("a.jsonl");
+    let b = dir.path().join("b.jsonl");
+    std::fs::write(&a, head.join("\n")).unwrap();
+    // b has a broken line: never settled, read by every run.
+    std::fs::write(&b, format!("{}\n{{not json\n", tail.join("\n"))).unwrap();
+    let run = |files: &[&Path], extra: &[&str]| {
+        let mut args: Vec<&str> = vec!["analyze"];
+        args.extend(files.iter().map(|p| p.to_str().unwrap()));
+        args.extend(["--db", &db, "--json"]);
+        args.extend(extra);
+        stdout_json(&huixi(&args))
+    };
+    let unchanged = |report: &Value| -> Vec<String> {
+        report["unchanged_files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["path"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let first = run(&[&a, &b], &[]);
+    assert!(unchanged(&first).is_empty());
+    let second = run(&[&a, &b], &[]);
+    assert_eq!(unchanged(&second), vec![a.display().to_string()]);
+    assert_eq!(
+        second["rejected_lines"].as_array().unwrap().len(),
+        1,
+        "b is read again"
+    );
+    // The same bytes under another name are known by their content.
+    let copy = dir.path().join("copy.jsonl");
+    std::fs::copy(&a, &copy).unwrap();
+    assert_eq!(
+        unchanged(&run(&[&copy], &[])),
+        vec![copy.display().to_string()]
+    );
+    // An edited file is read again, and its new message analysed.
+    let mut edited = head.join("\n");
+    let extra: Value = serde_json::from_str(head[0]).unwrap();
+    let mut extra = extra.as_object().unwrap().clone();
+    extra.insert("msgid".into(), Value::from("edited-1"));
+    edited.push('\n');
+    edited.push_str(&Value::Object(extra).to_string());
+    std::fs::write(&a, edited).unwrap();
+    let after_edit = run(&[&a], &[]);
+    assert!(unchanged(&after_edit).is_empty());
+    assert!(!after_edit["results"].as_array().unwrap().is_empty());
+    assert_eq!(unchanged(&run(&[&a], &[])), vec![a.display().to_string()]);
+    // Another lexicon is another analysis: the file is read again under it, then settled.
+    let lexicon = dir.path().join("lexicon.txt");
+    std::fs::write(&lexicon, "测试专用词,违规,high\n").unwrap();
+    let lex = ["--lexicon", lexicon.to_str().unwrap()];
+    assert!(unchanged(&run(&[&a], &lex)).is_empty());
+    assert_eq!(unchanged(&run(&[&a], &lex)), vec![a.display().to_string()]);
 }
 
 #[tokio::test]

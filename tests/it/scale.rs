@@ -113,6 +113,7 @@ const HOT: &[&str] = &[
     "SELECT id, input_hash, result FROM huixi_sessions WHERE tenant = ? AND conversation = ? ORDER BY id",
     "SELECT session_id, msgid, kind FROM huixi_alerts WHERE tenant = ? AND session_id IN (SELECT id FROM huixi_sessions WHERE tenant = ? AND conversation = ?) ORDER BY session_id, id",
     "SELECT extras FROM huixi_conversations WHERE tenant = ? AND conversation = ?",
+    "SELECT path, bytes, messages FROM huixi_archive_files WHERE tenant = ? AND content_hash = ? AND fingerprint = ?",
     "SELECT id, input_hash, writes FROM huixi_sessions WHERE tenant = ? AND conversation = ? ORDER BY id",
     "SELECT msgid FROM huixi_alerts WHERE tenant = ? AND kind = ? AND session_id IN (?, ?)",
     "DELETE FROM huixi_alerts WHERE tenant = ? AND session_id IN (?, ?) AND kind = ?",
