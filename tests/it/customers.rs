@@ -392,9 +392,13 @@ async fn the_week_on_mariadb_gives_what_sqlite_gives_and_a_rerun_changes_nothing
     let calendar = sample("calendar.toml");
     let on_mysql = analyze_week(&url, &calendar, &[]);
     let before = dump(&url).await;
-    let again = analyze_week(&url, &calendar, &[]);
+    // Read again on request (a plain re-run skips the unchanged file: nothing to report).
+    let again = analyze_week(&url, &calendar, &["--reread"]);
     assert_eq!(dump(&url).await, before);
     assert_eq!(again["customers"], on_mysql["customers"]);
+    let skipped = analyze_week(&url, &calendar, &[]);
+    assert_eq!(dump(&url).await, before);
+    assert_eq!(skipped["unchanged_files"].as_array().unwrap().len(), 1);
     let dir = tempfile::tempdir().unwrap();
     let on_sqlite = analyze_week(&sqlite_url(dir.path()), &calendar, &[]);
     for field in ["customers", "duplicates", "metrics", "alerts"] {

@@ -72,7 +72,18 @@ async fn mariadb_store_gives_the_same_results_as_sqlite_and_reruns_change_nothin
     ]));
     let before = dump(&url).await;
     assert!(before.len() > 50);
+    // Read again on request (a plain re-run skips the unchanged file), then skipped.
     let again = stdout_json(&huixi(&[
+        "analyze",
+        archive.to_str().unwrap(),
+        "--db",
+        &url,
+        "--json",
+        "--reread",
+    ]));
+    assert_eq!(dump(&url).await, before);
+    assert_eq!(on_mysql, again);
+    let skipped = stdout_json(&huixi(&[
         "analyze",
         archive.to_str().unwrap(),
         "--db",
@@ -80,7 +91,8 @@ async fn mariadb_store_gives_the_same_results_as_sqlite_and_reruns_change_nothin
         "--json",
     ]));
     assert_eq!(dump(&url).await, before);
-    assert_eq!(on_mysql, again);
+    assert_eq!(skipped["results"], serde_json::json!([]));
+    assert_eq!(skipped["unchanged_files"].as_array().unwrap().len(), 1);
 
     let dir = tempfile::tempdir().unwrap();
     let on_sqlite = stdout_json(&huixi(&[
