@@ -111,7 +111,9 @@ pub async fn analyze(
             Ok((batch, new, conflicts))
         })
     };
-    let mut storing: Option<(Storing, Vec<(std::sync::Arc<str>, usize)>)> = None;
+    // The file and line of each of the batch's messages, to name one the store refuses.
+    type ReadAt = Vec<(std::sync::Arc<str>, usize)>;
+    let mut storing: Option<(Storing, ReadAt)> = None;
     loop {
         let next = reader.next_batch(BATCH)?;
         if let Some((task, at)) = storing.take() {
