@@ -19,7 +19,9 @@ use crate::archive::{conversation_key, ArchiveReader, Message, RejectedLine};
 use crate::customers::{refresh_many, CustomerProfile, Duplicate};
 use crate::kb::Knowledge;
 use crate::sensitive::Alert;
-use crate::store::{Committed, MetricsFilter, RunRecord, SettledFile, Store, StoredConversation};
+use crate::store::{
+    BatchTransaction, Committed, MetricsFilter, RunRecord, SettledFile, Store, StoredConversation,
+};
 use crate::tenant::{Tenant, Tenants};
 use crate::trajectory::{self, StaffDay};
 
@@ -70,6 +72,10 @@ pub struct RunSummary {
 const BATCH: usize = 5_000;
 /// Conversations a batch loads, and commits, together.
 const GROUP: usize = 128;
+/// Messages, and conversations, between two commits of a batch on SQLite (see `BatchTransaction`):
+/// ≈ 25 MB of the log each at 100k sessions, a second or two of another writer's wait.
+const MESSAGES_PER_COMMIT: usize = 50_000;
+const CONVERSATIONS_PER_COMMIT: usize = 2_048;
 
 /// `reread`: read every file, even those an earlier run settled (see [`unchanged_files`]).
 pub async fn analyze(
@@ -99,25 +105,28 @@ pub async fn analyze(
     let mut reader = ArchiveReader::new(&paths);
     let mut conversations: BTreeSet<String> = BTreeSet::new();
     // A batch is stored while the next one is read and parsed: the store's thread and this one
-    // work side by side.
-    type Storing = tokio::task::JoinHandle<anyhow::Result<(Vec<Message>, u64, Vec<usize>)>>;
-    let store_batch = |batch: Vec<Message>| -> Storing {
+    // work side by side. The batches share transactions (see `BatchTransaction`).
+    type Stored = (BatchTransaction, Vec<Message>, u64, Vec<usize>);
+    type Storing = tokio::task::JoinHandle<anyhow::Result<Stored>>;
+    let store_batch = |mut tx: BatchTransaction, batch: Vec<Message>| -> Storing {
         let (store, tenant) = (store.clone(), tenant_id.clone());
         tokio::spawn(async move {
             let (new, conflicts) = store
-                .insert_messages(&tenant, &batch)
+                .insert_messages(&mut tx, &tenant, &batch)
                 .await
                 .context("storing messages")?;
-            Ok((batch, new, conflicts))
+            Ok((tx, batch, new, conflicts))
         })
     };
     // The file and line of each of the batch's messages, to name one the store refuses.
     type ReadAt = Vec<(std::sync::Arc<str>, usize)>;
     let mut storing: Option<(Storing, ReadAt)> = None;
+    let mut idle = Some(BatchTransaction::new(store, MESSAGES_PER_COMMIT, true));
     loop {
         let next = reader.next_batch(BATCH)?;
         if let Some((task, at)) = storing.take() {
-            let (batch, new, conflicts) = task.await??;
+            let (tx, batch, new, conflicts) = task.await??;
+            idle = Some(tx);
             stats.messages_new += new;
             for i in conflicts {
                 let why = format!(
@@ -131,7 +140,11 @@ pub async fn analyze(
         stats.messages_read += batch.len() as u64;
         conversations.extend(batch.iter().filter_map(conversation_key));
         let at = reader.take_batch_at();
-        storing = Some((store_batch(batch), at));
+        let tx = idle.take().expect("the last batch's transaction came back");
+        storing = Some((store_batch(tx, batch), at));
+    }
+    if let Some(mut tx) = idle {
+        tx.commit().await?;
     }
     reader.forget_seen();
     store.record_rejected(run, &reader.rejected).await?;
@@ -163,35 +176,51 @@ pub async fn analyze(
     // Every message of the run is stored: how far the archive reaches is known once for all.
     let horizon = store.archive_horizon(tenant_id).await?;
     // Three groups of conversations at once: the next loading, this one analysed on this thread,
-    // the last committing. The store's I/O runs beside the analysis, not after it, and a group
-    // shares a statement per table and one transaction.
-    let load = |keys: &[String]| {
-        let (store, tenant, keys) = (store.clone(), tenant_id.clone(), keys.to_vec());
-        tokio::spawn(async move {
-            store
-                .load_conversations(&tenant, &keys, Some(horizon))
-                .await
-        })
-    };
+    // the last committing. The store's I/O (one step: commit the last, load the next) runs beside
+    // the analysis, not after it, and a group shares a statement per table. Groups share
+    // transactions on SQLite unless a model is configured: its analysis reads and writes the
+    // store (answers cached, tokens counted) while a step runs, and SQLite has one connection.
     type Group = Vec<ConversationOutput>;
-    let commit = |group: Group| {
-        let store = store.clone();
+    type Step = (
+        BatchTransaction,
+        Option<(Group, Vec<Committed>)>,
+        Vec<StoredConversation>,
+    );
+    let step = |mut tx: BatchTransaction, done: Option<Group>, next: Option<&[String]>| {
+        let (store, tenant) = (store.clone(), tenant_id.clone());
+        let next = next.map(<[String]>::to_vec);
         tokio::spawn(async move {
-            let committed = store.commit_conversations(&group).await.with_context(|| {
-                let first = group.first().map_or("", |o| o.conversation.as_str());
-                format!("saving {} conversations from {first}", group.len())
-            })?;
-            anyhow::Ok((group, committed))
+            let committed = match done {
+                Some(group) => {
+                    let committed = store
+                        .commit_conversations_in(&mut tx, &group)
+                        .await
+                        .with_context(|| {
+                            let first = group.first().map_or("", |o| o.conversation.as_str());
+                            format!("saving {} conversations from {first}", group.len())
+                        })?;
+                    Some((group, committed))
+                }
+                None => None,
+            };
+            let loaded = match next {
+                Some(keys) => {
+                    store
+                        .load_conversations_in(&mut tx, &tenant, &keys, Some(horizon))
+                        .await?
+                }
+                None => Vec::new(),
+            };
+            anyhow::Ok::<Step>((tx, committed, loaded))
         })
     };
     let keys: Vec<String> = conversations.iter().cloned().collect();
     let groups: Vec<&[String]> = keys.chunks(GROUP).collect();
-    let mut loading = groups.first().map(|g| load(g));
-    type Committing = tokio::task::JoinHandle<anyhow::Result<(Group, Vec<Committed>)>>;
-    let mut committing: Option<Committing> = None;
+    let tx = BatchTransaction::new(store, CONVERSATIONS_PER_COMMIT, tenant.llm.is_none());
+    let (mut tx, _, mut stored) = step(tx, None, groups.first().copied()).await??;
+    let mut previous: Option<Group> = None;
     for (i, group) in groups.iter().enumerate() {
-        let stored = loading.take().expect("a load per group").await??;
-        loading = groups.get(i + 1).map(|g| load(g));
+        let running = step(tx, previous.take(), groups.get(i + 1).copied());
         let mut outs = Vec::with_capacity(group.len());
         for (key, stored) in group.iter().zip(&stored) {
             let why = Occasion {
@@ -203,19 +232,16 @@ pub async fn analyze(
                 .await?;
             outs.push(out);
         }
-        if let Some(previous) = committing.take() {
-            let (outs, committed) = previous.await??;
-            for (out, c) in outs.into_iter().zip(committed) {
-                report(out, c)?;
-            }
-        }
-        committing = Some(commit(outs));
-    }
-    if let Some(last) = committing {
-        let (outs, committed) = last.await??;
-        for (out, c) in outs.into_iter().zip(committed) {
+        let (back, done, next) = running.await??;
+        (tx, stored, previous) = (back, next, Some(outs));
+        for (out, c) in done.into_iter().flat_map(|(g, c)| g.into_iter().zip(c)) {
             report(out, c)?;
         }
+    }
+    let (mut tx, done, _) = step(tx, previous, None).await??;
+    tx.commit().await?;
+    for (out, c) in done.into_iter().flat_map(|(g, c)| g.into_iter().zip(c)) {
+        report(out, c)?;
     }
     tracing::info!(
         sessions = stats.sessions,
@@ -521,7 +547,7 @@ pub async fn fold_stale(
     let store = tenants.store();
     let mut folded = BTreeSet::new();
     loop {
-        let stale = store.stale_customers(tenant, 1_000).await?;
+        let stale = store.stale_customers(tenant, 10_000).await?;
         if stale.is_empty() {
             return Ok(folded);
         }
@@ -553,7 +579,7 @@ pub async fn fold_stale(
 }
 
 /// Customers are folded this many at a time: one read per table and one transaction for the group.
-const FOLD_GROUP: usize = 64;
+const FOLD_GROUP: usize = 256;
 
 /// A profile that changed makes the customers it shares a phone or name with stale: their 撞单
 /// changed too. All of them, not only those its profile lists.

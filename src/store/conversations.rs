@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::Row;
 
+use super::batch_transaction::BatchTransaction;
 use super::rows::{delete_in, insert_rows, select_in, Value};
 use super::sessions::{alert, alert_values, ALERT_COLUMNS, ALERT_INSERT};
 use super::{now_ms, text, Dialect, Store, StoreError};
@@ -80,13 +81,42 @@ impl Store {
         horizon: Option<i64>,
     ) -> Result<Vec<StoredConversation>, StoreError> {
         let mut conn = self.pool.acquire().await?;
+        self.load_on(&mut conn, tenant, conversations, horizon)
+            .await
+    }
+
+    /// [`Store::load_conversations`] in `batch`'s transaction when it has one open: on SQLite that
+    /// transaction holds the one connection, and it has written what this reads.
+    pub async fn load_conversations_in(
+        &self,
+        batch: &mut BatchTransaction,
+        tenant: &str,
+        conversations: &[String],
+        horizon: Option<i64>,
+    ) -> Result<Vec<StoredConversation>, StoreError> {
+        match batch.open() {
+            Some(tx) => self.load_on(tx, tenant, conversations, horizon).await,
+            None => {
+                self.load_conversations(tenant, conversations, horizon)
+                    .await
+            }
+        }
+    }
+
+    async fn load_on(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        tenant: &str,
+        conversations: &[String],
+        horizon: Option<i64>,
+    ) -> Result<Vec<StoredConversation>, StoreError> {
         let keys: Vec<&str> = conversations.iter().map(String::as_str).collect();
         let mut by_key: BTreeMap<&str, StoredConversation> = keys
             .iter()
             .map(|k| (*k, StoredConversation::default()))
             .collect();
         for r in select_in(
-            &mut conn,
+            conn,
             "SELECT conversation, msgid, raw FROM huixi_messages",
             "conversation",
             tenant,
@@ -116,7 +146,7 @@ impl Store {
         if !images.is_empty() {
             let ids: Vec<&str> = images.keys().copied().collect();
             let rows = select_in(
-                &mut conn,
+                conn,
                 "SELECT msgid, qr FROM huixi_media",
                 "msgid",
                 tenant,
@@ -141,7 +171,7 @@ impl Store {
         }
         let mut session_of: BTreeMap<String, String> = BTreeMap::new();
         for r in select_in(
-            &mut conn,
+            conn,
             "SELECT conversation, id, input_hash, result FROM huixi_sessions",
             "conversation",
             tenant,
@@ -164,7 +194,7 @@ impl Store {
         let ids: Vec<&str> = session_of.keys().map(String::as_str).collect();
         let columns = format!("SELECT {ALERT_COLUMNS} FROM huixi_alerts");
         for r in select_in(
-            &mut conn,
+            conn,
             &columns,
             "session_id",
             tenant,
@@ -183,7 +213,7 @@ impl Store {
             }
         }
         for r in select_in(
-            &mut conn,
+            conn,
             "SELECT conversation, extras FROM huixi_conversations",
             "conversation",
             tenant,
@@ -236,35 +266,60 @@ impl Store {
         &self,
         outs: &[ConversationOutput],
     ) -> Result<Vec<Committed>, StoreError> {
-        let changes = |out: &ConversationOutput| {
-            out.sessions.iter().any(|s| s.write.is_some())
-                || !out.gone.is_empty()
-                || out.extras_changed
+        let (tenant, changing, mut done) = match changing(outs)? {
+            Some(c) => c,
+            None => return Ok(vec![Committed::default(); outs.len()]),
         };
-        let mut done = vec![Committed::default(); outs.len()];
-        let mut changing: Vec<(usize, &ConversationOutput)> = outs
-            .iter()
-            .enumerate()
-            .filter(|(_, o)| changes(o))
-            .collect();
-        let Some((_, first)) = changing.first() else {
-            return Ok(done);
-        };
-        let tenant = first.tenant.clone();
-        let tenant = tenant.as_str();
-        if let Some((_, other)) = changing.iter().find(|(_, o)| o.tenant != tenant) {
-            return Err(StoreError::Corrupt(format!(
-                "one commit for two tenants ({tenant:?} and {:?})",
-                other.tenant
-            )));
+        let mut tx = self.pool.begin().await?;
+        let wrote = self
+            .commit_in(&mut tx, &tenant, &changing, &mut done)
+            .await?;
+        match wrote {
+            true => tx.commit().await?,
+            false => tx.rollback().await?,
         }
-        changing.sort_by(|a, b| a.1.conversation.cmp(&b.1.conversation));
+        Ok(done)
+    }
+
+    /// [`Store::commit_conversations`] in `batch`'s transaction, committed when the batch is due.
+    pub async fn commit_conversations_in(
+        &self,
+        batch: &mut BatchTransaction,
+        outs: &[ConversationOutput],
+    ) -> Result<Vec<Committed>, StoreError> {
+        if !batch.spans() {
+            return self.commit_conversations(outs).await;
+        }
+        let (tenant, changing, mut done) = match changing(outs)? {
+            Some(c) => c,
+            None => return Ok(vec![Committed::default(); outs.len()]),
+        };
+        // A savepoint: a group that writes nothing leaves nothing behind, not even the
+        // conversations' placeholder rows that took their locks.
+        let mut tx = sqlx::Connection::begin(&mut **batch.tx().await?).await?;
+        let wrote = self
+            .commit_in(&mut tx, &tenant, &changing, &mut done)
+            .await?;
+        match wrote {
+            true => tx.commit().await?,
+            false => tx.rollback().await?,
+        }
+        batch.wrote(outs.len()).await?;
+        Ok(done)
+    }
+
+    /// The writes of a group's commit; false when they changed nothing (the caller rolls back).
+    async fn commit_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tenant: &str,
+        changing: &[(usize, &ConversationOutput)],
+        done: &mut [Committed],
+    ) -> Result<bool, StoreError> {
         let keys: Vec<&str> = changing
             .iter()
             .map(|(_, o)| o.conversation.as_str())
             .collect();
-
-        let mut tx = self.pool.begin().await?;
         // The conversations' rows first: they are the locks that order commits of a conversation.
         let rows = keys
             .iter()
@@ -277,15 +332,15 @@ impl Store {
                 ]
             })
             .collect();
-        insert_rows(&mut tx, &self.dialect.upsert_conversations(false), rows).await?;
+        insert_rows(tx, &self.dialect.upsert_conversations(false), rows).await?;
         let mut stored_extras: BTreeMap<String, String> = BTreeMap::new();
         let sql = "SELECT conversation, extras FROM huixi_conversations";
-        for r in select_in(&mut tx, sql, "conversation", tenant, &keys, "").await? {
+        for r in select_in(tx, sql, "conversation", tenant, &keys, "").await? {
             stored_extras.insert(text(&r, 0)?, text(&r, 1)?);
         }
         let mut stored: BTreeMap<String, BTreeMap<String, (String, i64)>> = BTreeMap::new();
         for r in select_in(
-            &mut tx,
+            tx,
             "SELECT conversation, id, input_hash, writes FROM huixi_sessions",
             "conversation",
             tenant,
@@ -299,7 +354,7 @@ impl Store {
                 .or_default()
                 .insert(text(&r, 1)?, (text(&r, 2)?, r.try_get::<i64, _>(3)?));
         }
-        let hooked = super::webhooks::hooked(&mut tx, tenant).await?;
+        let hooked = super::webhooks::hooked(tx, tenant).await?;
         // Alerts raised in real time as their messages arrived, still waiting for their session:
         // the sessions written now adopt them rather than raise them twice.
         let live_keys: Vec<String> = changing
@@ -314,20 +369,20 @@ impl Store {
         let mut live = BTreeSet::new();
         let sql = "SELECT once_key FROM huixi_alerts";
         let tail = " AND session_id = ''";
-        for r in select_in(&mut tx, sql, "once_key", tenant, &live_keys, tail).await? {
+        for r in select_in(tx, sql, "once_key", tenant, &live_keys, tail).await? {
             live.insert(text(&r, 0)?);
         }
         let mut rows = Rows::default();
         let none = BTreeMap::new();
-        for (i, out) in &changing {
+        for (i, out) in changing {
             let extras = stored_extras
                 .get(&out.conversation)
                 .map_or("", String::as_str);
             let sessions = stored.get(&out.conversation).unwrap_or(&none);
             let had = (extras, sessions, &live);
-            done[*i] = commit_one(&mut tx, out, had, hooked, &mut rows).await?;
+            done[*i] = commit_one(tx, out, had, hooked, &mut rows).await?;
         }
-        rows.insert(&mut tx, self.dialect, tenant).await?;
+        rows.insert(tx, self.dialect, tenant).await?;
         let wrote: Vec<&ConversationOutput> = changing
             .iter()
             .zip(keys.iter())
@@ -338,8 +393,7 @@ impl Store {
             .map(|((_, o), _)| *o)
             .collect();
         if wrote.is_empty() {
-            tx.rollback().await?;
-            return Ok(done);
+            return Ok(false);
         }
         let now = now_ms();
         let rows = wrote
@@ -353,10 +407,41 @@ impl Store {
                 ]
             })
             .collect();
-        insert_rows(&mut tx, &self.dialect.upsert_conversations(true), rows).await?;
-        tx.commit().await?;
-        Ok(done)
+        insert_rows(tx, &self.dialect.upsert_conversations(true), rows).await?;
+        Ok(true)
     }
+}
+
+/// The outputs that change the store, in conversation order (the order their rows are locked in),
+/// with their tenant and a [`Committed`] for every output; `None` when nothing changes.
+#[allow(clippy::type_complexity)]
+fn changing(
+    outs: &[ConversationOutput],
+) -> Result<Option<(String, Vec<(usize, &ConversationOutput)>, Vec<Committed>)>, StoreError> {
+    let changes = |out: &ConversationOutput| {
+        out.sessions.iter().any(|s| s.write.is_some()) || !out.gone.is_empty() || out.extras_changed
+    };
+    let mut changing: Vec<(usize, &ConversationOutput)> = outs
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| changes(o))
+        .collect();
+    let Some((_, first)) = changing.first() else {
+        return Ok(None);
+    };
+    let tenant = first.tenant.clone();
+    if let Some((_, other)) = changing.iter().find(|(_, o)| o.tenant != tenant) {
+        return Err(StoreError::Corrupt(format!(
+            "one commit for two tenants ({tenant:?} and {:?})",
+            other.tenant
+        )));
+    }
+    changing.sort_by(|a, b| a.1.conversation.cmp(&b.1.conversation));
+    Ok(Some((
+        tenant,
+        changing,
+        vec![Committed::default(); outs.len()],
+    )))
 }
 
 impl Dialect {

@@ -1,35 +1,36 @@
 //! Archived messages as huixi keeps them: the raw line (so nothing WeCom sent is lost) plus the columns
 //! the sessionizer needs to find a conversation's messages again.
 
+use super::batch_transaction::BatchTransaction;
 use super::rows::{insert_rows, Value};
 use super::{Store, StoreError};
 use crate::archive::{conversation_key, Message};
 
 impl Store {
-    /// Inserts messages not seen before (by tenant and msgid); returns how many were new, and the
-    /// index of each message refused because its msgid is stored with different content (the
-    /// stored one is kept: a msgid names one message, and results already point at it).
+    /// Inserts messages not seen before (by tenant and msgid) in `batch`'s transaction; returns how
+    /// many were new, and the index of each message refused because its msgid is stored with
+    /// different content (the stored one is kept: a msgid names one message, and results already
+    /// point at it).
     pub async fn insert_messages(
         &self,
+        batch: &mut BatchTransaction,
         tenant: &str,
         messages: &[Message],
     ) -> Result<(u64, Vec<usize>), StoreError> {
         let head = format!("{} INTO {MESSAGE_COLUMNS}", self.dialect.insert_ignore());
         let mut new = 0;
         let mut conflicts = Vec::new();
-        // One transaction per chunk: a crash loses at most an uncommitted chunk, which the next run
-        // inserts again.
         const CHUNK: usize = 2000;
         for (c, chunk) in messages.chunks(CHUNK).enumerate() {
             let key = self.message_key();
             let rows = chunk.iter().map(|m| message_row(tenant, m, key)).collect();
-            let mut tx = self.pool.begin().await?;
-            let inserted = insert_rows(&mut tx, &head, rows).await?;
+            let tx = batch.tx().await?;
+            let inserted = insert_rows(tx, &head, rows).await?;
             new += inserted;
             // Only a chunk with ignored rows is read back: a first run pays nothing.
             if inserted < chunk.len() as u64 {
                 let ids: Vec<&str> = chunk.iter().map(|m| m.msgid.as_str()).collect();
-                let stored = super::ingest::stored_raw(&mut tx, tenant, &ids).await?;
+                let stored = super::ingest::stored_raw(tx, tenant, &ids).await?;
                 for (i, m) in chunk.iter().enumerate() {
                     if let Some(raw) = stored.get(m.msgid.as_str()) {
                         if self.open_message(raw)? != m.raw {
@@ -38,7 +39,7 @@ impl Store {
                     }
                 }
             }
-            tx.commit().await?;
+            batch.wrote(chunk.len()).await?;
         }
         Ok((new, conflicts))
     }

@@ -4,6 +4,7 @@
 
 mod api;
 mod archive_files;
+mod batch_transaction;
 mod consents;
 mod conversations;
 mod customers;
@@ -28,6 +29,7 @@ use sqlx::AnyPool;
 
 pub use api::{Principal, RequestStatus, SessionFilter};
 pub use archive_files::SettledFile;
+pub use batch_transaction::BatchTransaction;
 pub use consents::Consent;
 #[cfg(test)]
 pub use conversations::StoredSession;

@@ -407,3 +407,39 @@ async fn a_quiet_timeout_is_raised_once_when_several_sweep_at_once() {
     assert_eq!(rows, 1, "one row");
     assert_eq!(raised, 1, "one of the four runs raised it");
 }
+
+/// `analyze` on SQLite commits a batch's conversations together, thousands at a time (the write-ahead
+/// log takes a page once for all the rows it got): over more than one such span — 2,101
+/// conversations — its store is, row for row, the one a worker leaves that commits each
+/// conversation as its own job.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_spanning_transactions_stores_what_one_commit_per_conversation_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = shared_archive(dir.path(), 700, 6);
+    let (batch_dir, jobs_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (batch, jobs) = (sqlite_url(batch_dir.path()), sqlite_url(jobs_dir.path()));
+    let run = stdout_json(&huixi(&["analyze", &archive, "--db", &batch, "--json"]));
+    assert_eq!(
+        run["sessions"], 4201,
+        "two sessions a conversation, one in the group"
+    );
+
+    let enq = stdout_json(&huixi(&["enqueue", &archive, "--db", &jobs, "--json"]));
+    assert_eq!(
+        enq["jobs"], 2101,
+        "2,100 one-to-one conversations and a group chat"
+    );
+    let out = huixi(&["worker", "--drain", "--db", &jobs]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (a, b) = (stable_dump(&batch).await, stable_dump(&jobs).await);
+    assert!(a.iter().any(|r| r.contains("same_phone")), "撞单 folded");
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x, y);
+    }
+}
