@@ -17,12 +17,18 @@ use super::{Dialect, Store, StoreError};
 pub struct BatchTransaction {
     store: Store,
     tx: Option<sqlx::Transaction<'static, sqlx::Any>>,
+    begun: std::time::Instant,
     written: usize,
     every: usize,
 }
 
+/// The longest a span holds SQLite's write lock: another process's write (a worker, `huixi serve`)
+/// waits for it, and gives up after SQLite's busy timeout of 5 s.
+const LONGEST: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl BatchTransaction {
-    /// Commits once `every` units were written on SQLite; after each write elsewhere, or when
+    /// Commits once `every` units were written on SQLite, or the span has lasted 2 s; after each
+    /// write elsewhere, or when
     /// `span` is false (a caller that uses the store beside the batch: SQLite has one connection,
     /// and an open transaction would hold it).
     pub fn new(store: &Store, every: usize, span: bool) -> BatchTransaction {
@@ -30,6 +36,7 @@ impl BatchTransaction {
         BatchTransaction {
             store: store.clone(),
             tx: None,
+            begun: std::time::Instant::now(),
             written: 0,
             every: if spans { every.max(1) } else { 1 },
         }
@@ -41,6 +48,7 @@ impl BatchTransaction {
     ) -> Result<&mut sqlx::Transaction<'static, sqlx::Any>, StoreError> {
         if self.tx.is_none() {
             self.tx = Some(self.store.begin_write().await?);
+            self.begun = std::time::Instant::now();
         }
         Ok(self.tx.as_mut().expect("begun above"))
     }
@@ -55,10 +63,11 @@ impl BatchTransaction {
         self.tx.as_mut()
     }
 
-    /// Counts `units` written, and commits when that makes the span full.
+    /// Counts `units` written, and commits when that makes the span full or it has lasted long
+    /// enough.
     pub(super) async fn wrote(&mut self, units: usize) -> Result<(), StoreError> {
         self.written += units;
-        if self.written >= self.every {
+        if self.written >= self.every || self.begun.elapsed() >= LONGEST {
             self.commit().await?;
         }
         Ok(())
