@@ -28,9 +28,8 @@ const LONGEST: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl BatchTransaction {
     /// Commits once `every` units were written on SQLite, or the span has lasted 2 s; after each
-    /// write elsewhere, or when
-    /// `span` is false (a caller that uses the store beside the batch: SQLite has one connection,
-    /// and an open transaction would hold it).
+    /// write on MariaDB, or when `span` is false (a caller that uses the store beside the batch:
+    /// SQLite has one connection, and an open transaction would hold it).
     pub fn new(store: &Store, every: usize, span: bool) -> BatchTransaction {
         let spans = span && store.dialect == Dialect::Sqlite;
         BatchTransaction {

@@ -266,19 +266,11 @@ impl Store {
         &self,
         outs: &[ConversationOutput],
     ) -> Result<Vec<Committed>, StoreError> {
-        let (tenant, changing, mut done) = match changing(outs)? {
-            Some(c) => c,
-            None => return Ok(vec![Committed::default(); outs.len()]),
+        let Some(group) = changing(outs)? else {
+            return Ok(vec![Committed::default(); outs.len()]);
         };
-        let mut tx = self.pool.begin().await?;
-        let wrote = self
-            .commit_in(&mut tx, &tenant, &changing, &mut done)
-            .await?;
-        match wrote {
-            true => tx.commit().await?,
-            false => tx.rollback().await?,
-        }
-        Ok(done)
+        let tx = self.pool.begin().await?;
+        self.commit_in(tx, group).await
     }
 
     /// [`Store::commit_conversations`] in `batch`'s transaction, committed when the batch is due.
@@ -290,26 +282,35 @@ impl Store {
         if !batch.spans() {
             return self.commit_conversations(outs).await;
         }
-        let (tenant, changing, mut done) = match changing(outs)? {
-            Some(c) => c,
-            None => return Ok(vec![Committed::default(); outs.len()]),
+        let Some(group) = changing(outs)? else {
+            return Ok(vec![Committed::default(); outs.len()]);
         };
         // A savepoint: a group that writes nothing leaves nothing behind, not even the
         // conversations' placeholder rows that took their locks.
-        let mut tx = sqlx::Connection::begin(&mut **batch.tx().await?).await?;
-        let wrote = self
-            .commit_in(&mut tx, &tenant, &changing, &mut done)
-            .await?;
-        match wrote {
-            true => tx.commit().await?,
-            false => tx.rollback().await?,
-        }
+        let tx = sqlx::Connection::begin(&mut **batch.tx().await?).await?;
+        let done = self.commit_in(tx, group).await?;
         batch.wrote(outs.len()).await?;
         Ok(done)
     }
 
-    /// The writes of a group's commit; false when they changed nothing (the caller rolls back).
+    /// A group's writes in `tx`, committed when they changed something, rolled back when not.
     async fn commit_in(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Any>,
+        (tenant, changing, mut done): Changing<'_>,
+    ) -> Result<Vec<Committed>, StoreError> {
+        match self
+            .write_group(&mut tx, &tenant, &changing, &mut done)
+            .await?
+        {
+            true => tx.commit().await?,
+            false => tx.rollback().await?,
+        }
+        Ok(done)
+    }
+
+    /// The writes of a group's commit; false when they changed nothing.
+    async fn write_group(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         tenant: &str,
@@ -412,12 +413,13 @@ impl Store {
     }
 }
 
-/// The outputs that change the store, in conversation order (the order their rows are locked in),
-/// with their tenant and a [`Committed`] for every output; `None` when nothing changes.
-#[allow(clippy::type_complexity)]
-fn changing(
-    outs: &[ConversationOutput],
-) -> Result<Option<(String, Vec<(usize, &ConversationOutput)>, Vec<Committed>)>, StoreError> {
+/// A group's tenant, the outputs that change the store (with their index among the group's) and
+/// a [`Committed`] for every output of the group.
+type Changing<'a> = (String, Vec<(usize, &'a ConversationOutput)>, Vec<Committed>);
+
+/// The outputs that change the store, in conversation order (the order their rows are locked in);
+/// `None` when nothing changes.
+fn changing(outs: &[ConversationOutput]) -> Result<Option<Changing<'_>>, StoreError> {
     let changes = |out: &ConversationOutput| {
         out.sessions.iter().any(|s| s.write.is_some()) || !out.gone.is_empty() || out.extras_changed
     };
