@@ -2,9 +2,15 @@
 //! "亲" or "好的" high in chat, because the reference corpus is news, not conversation), nouns over
 //! verbs, the customer's words over staff's, and compounds jieba cuts apart put back together
 //! ("直播" + "课"). At most three, and only those near the top one's weight.
+//!
+//! jieba's IDF comes from news, where "发票" or "延保" are no rarer than "系统" or "后续": a list of the
+//! domain terms managers tag talks with (`lexicons/domain_terms.txt`) lifts those, and a term found in
+//! the text replaces the pieces jieba cut it into or the longer word it sits in ("开发票" → "发票",
+//! "直播" + "课" → "直播课"), so a keyword is a whole term, not a fragment.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use jieba_rs::{KeywordExtract, KeywordExtractConfig, TfIdf};
 
 use super::text::JIEBA;
@@ -14,6 +20,9 @@ use crate::sensitive::mask_pii;
 
 pub struct KeywordExtractor {
     tfidf: TfIdf,
+    /// Leftmost-longest over the domain terms, so "私有化部署" wins over "部署" inside it.
+    domain: Option<AhoCorasick>,
+    terms: Vec<String>,
 }
 
 /// A manager tags a talk with one to three words; more is noise.
@@ -22,7 +31,9 @@ const TOP_K: usize = 3;
 const RATIO: f64 = 0.3;
 /// Weight of a word the customer used: what they wrote about is what the talk is about, staff add
 /// the process around it.
-const CUSTOMER_BOOST: f64 = 1.5;
+const CUSTOMER_BOOST: f64 = 2.0;
+/// Weight of a domain term over a word of the same TF-IDF: what a manager would tag the talk with.
+const DOMAIN_BOOST: f64 = 3.0;
 
 /// Nouns, verbs, verbal nouns, idioms and Latin words: the parts of speech a topic is made of. Pronoun
 /// and adverb phrases ("我想", "问下") rank high by IDF but say nothing about the talk.
@@ -49,7 +60,8 @@ fn topical(word: &str) -> bool {
 const EVIDENCE_PER_KEYWORD: usize = 5;
 
 impl KeywordExtractor {
-    pub fn new(stopwords: &str) -> KeywordExtractor {
+    /// `domain_terms`: one term a line, `#` comments, as `lexicons/domain_terms.txt`.
+    pub fn new(stopwords: &str, domain_terms: &str) -> KeywordExtractor {
         let mut stop: BTreeSet<String> = jieba_rs::DEFAULT_STOP_WORDS.clone();
         stop.extend(
             stopwords
@@ -64,7 +76,42 @@ impl KeywordExtractor {
             .min_keyword_length(2)
             .use_hmm(false)
             .build();
-        KeywordExtractor { tfidf }
+        let terms: Vec<String> = domain_terms
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|t| fast2s::convert(t))
+            .collect::<BTreeSet<String>>()
+            .into_iter()
+            .collect();
+        // Built from a fixed, embedded list: a failure is a broken build, which tests catch; the
+        // extractor then works from TF-IDF alone.
+        let domain = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::LeftmostLongest)
+            .ascii_case_insensitive(true)
+            .build(&terms)
+            .ok();
+        KeywordExtractor {
+            tfidf,
+            domain,
+            terms,
+        }
+    }
+
+    /// How often each domain term occurs in the texts.
+    fn domain_hits(&self, texts: &[(String, &str)]) -> HashMap<&str, usize> {
+        let mut hits = HashMap::new();
+        let Some(ac) = &self.domain else {
+            return hits;
+        };
+        for (text, _) in texts {
+            for m in ac.find_iter(text.as_str()) {
+                *hits
+                    .entry(self.terms[m.pattern().as_usize()].as_str())
+                    .or_default() += 1;
+            }
+        }
+        hits
     }
 
     pub fn extract(&self, messages: &[Message]) -> Vec<Keyword> {
@@ -97,7 +144,8 @@ impl KeywordExtractor {
             .into_iter()
             .filter(|k| topical(&k.keyword))
             .collect();
-        let mut candidates = rank(singles, &texts);
+        let floor = singles.iter().map(|k| k.weight).fold(f64::MAX, f64::min);
+        let mut candidates = self.with_domain_terms(rank(singles, &texts), &texts, floor);
         for (word, w) in &mut candidates {
             if customer.iter().any(|t| t.contains(word.as_str())) {
                 *w *= CUSTOMER_BOOST;
@@ -126,6 +174,55 @@ impl KeywordExtractor {
                 weight: (weight * 1000.0).round() / 1000.0,
             })
             .collect()
+    }
+}
+
+impl KeywordExtractor {
+    /// Domain terms found in the text take the place of the candidates that overlap them (a piece of
+    /// the term, or a longer word around it), with the best weight among those, lifted by
+    /// [`DOMAIN_BOOST`]; a term no candidate overlaps (jieba tagged it as something unlisted) starts
+    /// from the weakest candidate's weight.
+    fn with_domain_terms(
+        &self,
+        candidates: Vec<(String, f64)>,
+        texts: &[(String, &str)],
+        floor: f64,
+    ) -> Vec<(String, f64)> {
+        let hits = self.domain_hits(texts);
+        if hits.is_empty() {
+            return candidates;
+        }
+        let floor = if floor.is_finite() { floor } else { 0.0 };
+        let mut terms: HashMap<&str, f64> = hits
+            .iter()
+            .map(|(t, n)| (*t, floor * (*n as f64).min(3.0)))
+            .collect();
+        let mut out = Vec::with_capacity(candidates.len());
+        for (word, w) in candidates {
+            let lower = word.to_lowercase();
+            let overlapping: Vec<&str> = hits
+                .keys()
+                .copied()
+                .filter(|t| {
+                    let t = t.to_lowercase();
+                    lower.contains(&t) || t.contains(&lower)
+                })
+                .collect();
+            if overlapping.is_empty() {
+                out.push((word, w));
+                continue;
+            }
+            for t in overlapping {
+                let e = terms.entry(t).or_default();
+                *e = e.max(w);
+            }
+        }
+        out.extend(
+            terms
+                .into_iter()
+                .map(|(t, w)| (t.to_string(), w * DOMAIN_BOOST)),
+        );
+        out
     }
 }
 

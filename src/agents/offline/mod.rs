@@ -29,11 +29,12 @@ use crate::digest::hash_parts;
 use crate::sensitive::{Alert, LineError};
 
 /// Bumped whenever an analyser changes what it outputs for the same input, so stored results are redone.
-pub const VERSION: &str = "offline@3";
+pub const VERSION: &str = "offline@4";
 
 const SENTIMENT: &str = include_str!("../../../lexicons/sentiment.txt");
 const EMOTION_MODEL: &str = include_str!("../../../lexicons/emotion/model.tsv");
 const STOPWORDS: &str = include_str!("../../../lexicons/stopwords.txt");
+const DOMAIN_TERMS: &str = include_str!("../../../lexicons/domain_terms.txt");
 const OPPORTUNITY: &str = include_str!("../../../lexicons/opportunity.txt");
 /// The competitor list a deployment that names none gets.
 pub const COMPETITORS_EXAMPLE: &str = include_str!("../../../lexicons/competitors.example.txt");
@@ -74,7 +75,7 @@ impl OfflineAnalysers {
             OfflineAnalysers {
                 sentiment: Arc::new(sentiment),
                 emotion: Arc::new(emotion),
-                keywords: Arc::new(KeywordExtractor::new(STOPWORDS)),
+                keywords: Arc::new(KeywordExtractor::new(STOPWORDS, DOMAIN_TERMS)),
                 competitors: Arc::new(competitors),
                 opportunity: Arc::new(opportunity),
                 fingerprint: fingerprint(competitor_text),
@@ -160,6 +161,7 @@ fn fingerprint(competitors: &str) -> String {
         SENTIMENT,
         EMOTION_MODEL,
         STOPWORDS,
+        DOMAIN_TERMS,
         OPPORTUNITY,
         competitors,
     ])
@@ -300,6 +302,21 @@ mod tests {
             &[],
         );
         assert_eq!(lost.opportunity.unwrap().stage, Stage::Lost);
+    }
+
+    #[test]
+    fn a_domain_term_replaces_the_word_it_sits_in_and_outranks_filler() {
+        let r = analysers().analyse(
+            &chat(&[
+                ("wmCust", "刚付完款，能帮我开发票吗，公司报销要用"),
+                ("zhangsan", "可以的，请发一下抬头和税号，开发票一般当天就好"),
+                ("wmCust", "好的，抬头是上海某某科技有限公司"),
+            ]),
+            &[],
+        );
+        let words: Vec<&str> = r.keywords.iter().map(|k| k.word.as_str()).collect();
+        assert_eq!(words.first(), Some(&"发票"), "{words:?}");
+        assert!(!words.contains(&"开发票"), "{words:?}");
     }
 
     #[test]

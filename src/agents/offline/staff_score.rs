@@ -26,6 +26,11 @@ const POLITE: &[&str] = &[
 const RED_LINE_CAP: f64 = 35.0;
 /// The highest a session scores when staff were rude or dismissive to the customer.
 const RUDE_CAP: f64 = 45.0;
+/// 客户结果 of a customer who leaves neither pleased nor upset: served, but nothing in the words shows
+/// the problem solved or the mood improved, which the rubric's full 20 asks for.
+const OUTCOME_NEUTRAL: f64 = 12.0;
+/// 礼貌专业 of plain, correct answers with no courtesy words.
+const PLAIN_POLITENESS: f64 = 16.0;
 /// Words that make a customer's last message one that needed an answer; "好的" and "谢谢" do not.
 const ASKS: &[&str] = &[
     "?",
@@ -124,7 +129,9 @@ pub fn score(
     // Plain, correct answers are professional; courtesy words add the rest, rudeness takes it away.
     // A quarter of the messages being courteous earns full marks: nobody says 您 in every line.
     let rude = staff_emotion.map_or(0, |e| e.negative_messages);
-    let mut politeness = 16.0 + 4.0 * (polite_share / 0.25).min(1.0) - 8.0 * rude as f64;
+    let mut politeness = PLAIN_POLITENESS
+        + (20.0 - PLAIN_POLITENESS) * (polite_share / 0.25).min(1.0)
+        - 8.0 * rude as f64;
     politeness = politeness.max(0.0);
     if rude > 0 {
         notes.push(format!("{rude}条消息语气生硬或不耐烦"));
@@ -167,11 +174,11 @@ pub fn score(
 
     // A customer who leaves neutral was served; one who leaves pleased, better; one who leaves angry
     // costs most of this part, though staff who handled an angry customer well keep the rest.
-    let outcome = customer.map_or(16.0, |e| {
+    let outcome = customer.map_or(OUTCOME_NEUTRAL, |e| {
         if e.score >= 0.0 {
-            16.0 + 4.0 * e.score
+            OUTCOME_NEUTRAL + (20.0 - OUTCOME_NEUTRAL) * e.score
         } else {
-            16.0 + 10.0 * e.score
+            OUTCOME_NEUTRAL + 10.0 * e.score
         }
     });
     if customer.is_some_and(|e| e.score < 0.0) {
