@@ -80,7 +80,7 @@ impl KeywordExtractor {
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(|t| fast2s::convert(t))
+            .map(fast2s::convert)
             .collect::<BTreeSet<String>>()
             .into_iter()
             .collect();
