@@ -13,6 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use jieba_rs::{KeywordExtract, KeywordExtractConfig, TfIdf};
 
+use super::datafile::records;
 use super::text::JIEBA;
 use crate::agents::Keyword;
 use crate::archive::{Message, Role};
@@ -63,23 +64,14 @@ impl KeywordExtractor {
     /// `domain_terms`: one term a line, `#` comments, as `lexicons/domain_terms.txt`.
     pub fn new(stopwords: &str, domain_terms: &str) -> KeywordExtractor {
         let mut stop: BTreeSet<String> = jieba_rs::DEFAULT_STOP_WORDS.clone();
-        stop.extend(
-            stopwords
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_string),
-        );
+        stop.extend(first_fields(stopwords).map(str::to_string));
         let mut tfidf = TfIdf::default();
         *tfidf.config_mut() = KeywordExtractConfig::builder()
             .set_stop_words(stop)
             .min_keyword_length(2)
             .use_hmm(false)
             .build();
-        let terms: Vec<String> = domain_terms
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        let terms: Vec<String> = first_fields(domain_terms)
             .map(fast2s::convert)
             .collect::<BTreeSet<String>>()
             .into_iter()
@@ -114,6 +106,51 @@ impl KeywordExtractor {
         hits
     }
 
+    /// Domain terms found in the text take the place of the candidates that overlap them (a piece of
+    /// the term, or a longer word around it), with the best weight among those, lifted by
+    /// [`DOMAIN_BOOST`]; a term no candidate overlaps (jieba tagged it as something unlisted) starts
+    /// from the weakest candidate's weight.
+    fn with_domain_terms(
+        &self,
+        candidates: Vec<(String, f64)>,
+        texts: &[(String, &str)],
+        floor: f64,
+    ) -> Vec<(String, f64)> {
+        let hits = self.domain_hits(texts);
+        if hits.is_empty() {
+            return candidates;
+        }
+        let mut terms: HashMap<&str, f64> = hits
+            .iter()
+            .map(|(t, n)| (*t, floor * (*n as f64).min(3.0)))
+            .collect();
+        // Latin terms match case-insensitively ("crm" is "CRM"): compare in lower case, once per term.
+        let lowered: Vec<(&str, String)> = hits.keys().map(|t| (*t, t.to_lowercase())).collect();
+        let mut out = Vec::with_capacity(candidates.len());
+        for (word, w) in candidates {
+            let lower = word.to_lowercase();
+            let overlapping: Vec<&str> = lowered
+                .iter()
+                .filter(|(_, t)| lower.contains(t.as_str()) || t.contains(lower.as_str()))
+                .map(|(t, _)| *t)
+                .collect();
+            if overlapping.is_empty() {
+                out.push((word, w));
+                continue;
+            }
+            for t in overlapping {
+                let e = terms.entry(t).or_default();
+                *e = e.max(w);
+            }
+        }
+        out.extend(
+            terms
+                .into_iter()
+                .map(|(t, w)| (t.to_string(), w * DOMAIN_BOOST)),
+        );
+        out
+    }
+
     pub fn extract(&self, messages: &[Message]) -> Vec<Keyword> {
         // Keywords are shown to managers and stored: extract them from masked text, so a phone number
         // or an id never becomes a "keyword", and from simplified text, which jieba's dictionary knows.
@@ -144,7 +181,11 @@ impl KeywordExtractor {
             .into_iter()
             .filter(|k| topical(&k.keyword))
             .collect();
-        let floor = singles.iter().map(|k| k.weight).fold(f64::MAX, f64::min);
+        let floor = singles
+            .iter()
+            .map(|k| k.weight)
+            .reduce(f64::min)
+            .unwrap_or(0.0);
         let mut candidates = self.with_domain_terms(rank(singles, &texts), &texts, floor);
         for (word, w) in &mut candidates {
             if customer.iter().any(|t| t.contains(word.as_str())) {
@@ -177,53 +218,9 @@ impl KeywordExtractor {
     }
 }
 
-impl KeywordExtractor {
-    /// Domain terms found in the text take the place of the candidates that overlap them (a piece of
-    /// the term, or a longer word around it), with the best weight among those, lifted by
-    /// [`DOMAIN_BOOST`]; a term no candidate overlaps (jieba tagged it as something unlisted) starts
-    /// from the weakest candidate's weight.
-    fn with_domain_terms(
-        &self,
-        candidates: Vec<(String, f64)>,
-        texts: &[(String, &str)],
-        floor: f64,
-    ) -> Vec<(String, f64)> {
-        let hits = self.domain_hits(texts);
-        if hits.is_empty() {
-            return candidates;
-        }
-        let floor = if floor.is_finite() { floor } else { 0.0 };
-        let mut terms: HashMap<&str, f64> = hits
-            .iter()
-            .map(|(t, n)| (*t, floor * (*n as f64).min(3.0)))
-            .collect();
-        let mut out = Vec::with_capacity(candidates.len());
-        for (word, w) in candidates {
-            let lower = word.to_lowercase();
-            let overlapping: Vec<&str> = hits
-                .keys()
-                .copied()
-                .filter(|t| {
-                    let t = t.to_lowercase();
-                    lower.contains(&t) || t.contains(&lower)
-                })
-                .collect();
-            if overlapping.is_empty() {
-                out.push((word, w));
-                continue;
-            }
-            for t in overlapping {
-                let e = terms.entry(t).or_default();
-                *e = e.max(w);
-            }
-        }
-        out.extend(
-            terms
-                .into_iter()
-                .map(|(t, w)| (t.to_string(), w * DOMAIN_BOOST)),
-        );
-        out
-    }
+/// The first field of each record: a word list's words (anything after a comma is a note).
+fn first_fields(text: &str) -> impl Iterator<Item = &str> {
+    records(text).filter_map(|(_, fields)| fields.first().copied().filter(|w| !w.is_empty()))
 }
 
 /// Single-character nouns that make a compound with the word before them: "直播课", "暑期班",

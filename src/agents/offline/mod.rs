@@ -320,6 +320,20 @@ mod tests {
     }
 
     #[test]
+    fn a_domain_term_alone_in_the_talk_has_a_finite_weight() {
+        // "OA" is a domain term but too short for TF-IDF's candidates: no candidate to weigh it by.
+        let r = analysers().analyse(&chat(&[("wmCust", "OA"), ("zhangsan", "OA")]), &[]);
+        assert!(!r.keywords.is_empty());
+        for k in &r.keywords {
+            assert!(k.weight.is_finite(), "{k:?}");
+            assert!(
+                k.confidence.is_some_and(|c| (0.0..=1.0).contains(&c)),
+                "{k:?}"
+            );
+        }
+    }
+
+    #[test]
     fn few_whole_keywords_and_a_confidence_on_every_finding() {
         let r = analysers().analyse(
             &chat(&[
