@@ -58,6 +58,62 @@ pub struct Entry {
     pub pinyin: bool,
 }
 
+/// Most `&` groups a compound entry may have (the matcher keeps them as bits of a byte).
+pub const MAX_GROUPS: usize = 8;
+
+/// A compound entry, `A|B&C|D`: it matches a message that holds one of A, B *and* one of C, D, in any
+/// order. It says what one word cannot — "AI" or "模型" addressed *and* told to "忽略" or "标记为" —
+/// without listing every sentence that combines them. A group written `!E|F` must be absent: a
+/// message holding E or F does not match ("保证&收益&!不保证|不承诺").
+pub fn is_compound(word: &str) -> bool {
+    word.contains('&')
+}
+
+/// The `&` groups of a compound entry: whether the group must be absent, and its alternatives.
+pub fn compound_groups(word: &str) -> Vec<(bool, Vec<&str>)> {
+    word.split('&')
+        .map(|g| {
+            let g = g.trim();
+            let (absent, g) = match g.strip_prefix('!') {
+                Some(rest) => (true, rest),
+                None => (false, g),
+            };
+            (absent, g.split('|').map(str::trim).collect())
+        })
+        .collect()
+}
+
+/// Why a compound entry cannot match, if it cannot: an empty group or alternative, too many groups.
+fn compound_problem(word: &str) -> Option<String> {
+    if !is_compound(word) {
+        return None;
+    }
+    let groups = compound_groups(word);
+    if groups.len() > MAX_GROUPS {
+        return Some(format!(
+            "compound word {word:?} has {} groups joined by &, at most {MAX_GROUPS}",
+            groups.len()
+        ));
+    }
+    if groups.iter().all(|(absent, _)| *absent) {
+        return Some(format!(
+            "compound word {word:?} has only groups that must be absent (!): it would match nothing"
+        ));
+    }
+    for (i, (_, group)) in groups.iter().enumerate() {
+        if let Some(alt) = group
+            .iter()
+            .find(|a| super::normalize::normalize_word(a).is_empty())
+        {
+            return Some(format!(
+                "compound word {word:?}: alternative {alt:?} of group {} has nothing to match",
+                i + 1
+            ));
+        }
+    }
+    None
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Lexicon {
     pub entries: Vec<Entry>,
@@ -123,8 +179,12 @@ impl Lexicon {
                 errors.push(error("empty word".into()));
                 continue;
             }
+            if let Some(problem) = compound_problem(word) {
+                errors.push(error(problem));
+                continue;
+            }
             // The matcher compares normalized text: a word of punctuation alone would never match.
-            if super::normalize::normalize_word(word).is_empty() {
+            if !is_compound(word) && super::normalize::normalize_word(word).is_empty() {
                 errors.push(error(format!(
                     "word {word:?} has nothing left to match once punctuation and spaces are removed"
                 )));

@@ -9,8 +9,9 @@ use serde_json::Value;
 use crate::helpers::*;
 use crate::mock_llm::{Behaviour, Mock};
 
-const SUITES: [&str; 9] = [
+const SUITES: [&str; 11] = [
     "quality_dev",
+    "quality_dev_b",
     "quality_test",
     "reviews",
     "emotion",
@@ -19,6 +20,7 @@ const SUITES: [&str; 9] = [
     "competitors",
     "opportunity",
     "alerts",
+    "alert_probes",
 ];
 
 #[test]
