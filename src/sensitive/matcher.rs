@@ -60,6 +60,14 @@ struct Pattern {
     latin_end: bool,
 }
 
+impl Pattern {
+    /// A Latin pattern found inside a longer Latin word ("vx" in "avx"): not a hit.
+    fn inside_latin_word(&self, text: &str, byte_start: usize, byte_end: usize) -> bool {
+        (self.latin_start && letter_before(text, byte_start))
+            || (self.latin_end && letter_after(text, byte_end))
+    }
+}
+
 pub struct Engine {
     automaton: Option<CharwiseDoubleArrayAhoCorasick<u32>>,
     patterns: Vec<Pattern>,
@@ -246,9 +254,7 @@ impl Engine {
         for m in automaton.find_overlapping_iter(&norm.text) {
             let (flags, refs) = &self.compounds.parts[m.value() as usize];
             let (bs, be) = norm.original_range(text, m.start(), m.end());
-            if (flags.latin_start && letter_before(text, bs))
-                || (flags.latin_end && letter_after(text, be))
-            {
+            if flags.inside_latin_word(text, bs, be) {
                 continue;
             }
             for &(compound, group) in refs {
@@ -265,18 +271,22 @@ impl Engine {
         for (compound, groups, bs, be) in seen {
             let (entry, all, absent) = self.compounds.compounds[compound as usize];
             if groups & absent == 0 && groups & all == all {
-                let e = &self.entries[entry as usize];
-                hits.push(located(
-                    text,
-                    bs,
-                    be,
-                    &e.word,
-                    &e.category,
-                    e.severity,
-                    MatchKind::Lexicon,
-                ));
+                hits.push(self.entry_hit(text, entry, bs, be));
             }
         }
+    }
+
+    fn entry_hit(&self, text: &str, entry: u32, bs: usize, be: usize) -> Match {
+        let e = &self.entries[entry as usize];
+        located(
+            text,
+            bs,
+            be,
+            &e.word,
+            &e.category,
+            e.severity,
+            MatchKind::Lexicon,
+        )
     }
 
     fn plain_words_in(&self, text: &str, norm: &Normalized) -> Vec<Match> {
@@ -288,25 +298,12 @@ impl Engine {
         for m in automaton.leftmost_find_iter(&norm.text) {
             let pattern = self.patterns[m.value() as usize];
             let (bs, be) = norm.original_range(text, m.start(), m.end());
-            if (pattern.latin_start && letter_before(text, bs))
-                || (pattern.latin_end && letter_after(text, be))
-            {
+            if pattern.inside_latin_word(text, bs, be) {
                 continue;
             }
             match pattern.entry {
                 None => allowed.push((bs, be)),
-                Some(i) => {
-                    let e = &self.entries[i as usize];
-                    hits.push(located(
-                        text,
-                        bs,
-                        be,
-                        &e.word,
-                        &e.category,
-                        e.severity,
-                        MatchKind::Lexicon,
-                    ));
-                }
+                Some(i) => hits.push(self.entry_hit(text, i, bs, be)),
             }
         }
         if !allowed.is_empty() {
