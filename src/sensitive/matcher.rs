@@ -15,7 +15,7 @@ use daachorse::{
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::lexicon::{compound_groups, is_compound, Entry, Lexicon, Severity};
+use super::lexicon::{compound_groups, is_compound, Entry, Lexicon, Severity, MAX_GROUPS};
 use super::normalize::{normalize_word, Normalized};
 use super::pii;
 
@@ -61,6 +61,15 @@ struct Pattern {
 }
 
 impl Pattern {
+    fn new(text: &str, entry: Option<u32>) -> Pattern {
+        let latin = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+        Pattern {
+            entry,
+            latin_start: latin(text.chars().next()),
+            latin_end: latin(text.chars().last()),
+        }
+    }
+
     /// A Latin pattern found inside a longer Latin word ("vx" in "avx"): not a hit.
     fn inside_latin_word(&self, text: &str, byte_start: usize, byte_end: usize) -> bool {
         (self.latin_start && letter_before(text, byte_start))
@@ -104,12 +113,7 @@ impl Engine {
             if text.is_empty() {
                 return;
             }
-            let latin = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
-            let pattern = Pattern {
-                entry,
-                latin_start: latin(text.chars().next()),
-                latin_end: latin(text.chars().last()),
-            };
+            let pattern = Pattern::new(&text, entry);
             match by_text.get(&text) {
                 Some(&i) => {
                     let keep = &mut patterns[i];
@@ -137,37 +141,34 @@ impl Engine {
             let index = entries.len() as u32;
             entries.push(e.clone());
             if is_compound(&e.word) {
-                let groups = compound_groups(&e.word);
                 let id = compounds.compounds.len() as u32;
                 let (mut all, mut absent) = (0u8, 0u8);
-                for (g, (not, _)) in groups.iter().enumerate().take(8) {
-                    if *not {
+                for (g, (not, alternatives)) in compound_groups(&e.word)
+                    .into_iter()
+                    .enumerate()
+                    .take(MAX_GROUPS)
+                {
+                    if not {
                         absent |= 1 << g;
                     } else {
                         all |= 1 << g;
                     }
-                }
-                compounds.compounds.push((index, all, absent));
-                for (g, (_, alternatives)) in groups.iter().enumerate().take(8) {
                     for alt in alternatives {
                         let text = normalize_word(alt);
                         if text.is_empty() {
                             continue;
                         }
-                        let latin = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
                         let next = compounds.parts.len();
                         let part = *part_texts.entry(text.clone()).or_insert(next);
                         if part == next {
-                            let flags = Pattern {
-                                entry: None,
-                                latin_start: latin(text.chars().next()),
-                                latin_end: latin(text.chars().last()),
-                            };
-                            compounds.parts.push((flags, Vec::new()));
+                            compounds
+                                .parts
+                                .push((Pattern::new(&text, None), Vec::new()));
                         }
                         compounds.parts[part].1.push((id, g as u8));
                     }
                 }
+                compounds.compounds.push((index, all, absent));
                 continue;
             }
             add(normalize_word(&e.word), Some(index), &entries);
@@ -198,6 +199,10 @@ impl Engine {
             compounds.automaton = CharwiseDoubleArrayAhoCorasickBuilder::new()
                 .build_with_values(texts.iter().map(|(t, i)| (t.as_str(), *i)))
                 .ok();
+            debug_assert!(
+                compounds.automaton.is_some(),
+                "parts are non-empty and unique"
+            );
         }
         Engine {
             automaton,
