@@ -90,6 +90,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0012_archive_files.sql"),
         mysql: include_str!("../../migrations/mysql/0012_archive_files.sql"),
     },
+    Migration {
+        version: 13,
+        name: "consent_index",
+        sqlite: include_str!("../../migrations/sqlite/0013_consent_index.sql"),
+        mysql: include_str!("../../migrations/mysql/0013_consent_index.sql"),
+    },
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<(), StoreError> {

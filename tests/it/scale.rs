@@ -146,7 +146,7 @@ const HOT: &[&str] = &[
     // Sensitive behaviours (issue 20): the QR codes of a conversation's images, and the consent
     // events by type.
     "SELECT msgid, qr FROM huixi_media WHERE tenant = ? AND msgid IN (?, ?) AND qr IS NOT NULL",
-    "SELECT msgid, raw, msgtime FROM huixi_messages WHERE tenant = ? AND msgtype IN (?, ?)",
+    "SELECT msgid, raw, msgtime FROM huixi_messages WHERE tenant = ? AND msgtype IN ('agree', 'disagree')",
 ];
 
 /// Queries whose answer is one row of the tenant by design: an aggregate the index answers at its

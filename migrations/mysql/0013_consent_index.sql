@@ -1,0 +1,3 @@
+-- Nothing for MariaDB: it has no partial indexes, so huixi_messages_by_type keeps every message type
+-- there (SQLite's index now holds only the consent events). The migration exists so both stores carry
+-- the same version.
