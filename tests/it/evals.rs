@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::helpers::*;
 use crate::mock_llm::{Behaviour, Mock};
 
-const SUITES: [&str; 11] = [
+const SUITES: [&str; 12] = [
     "quality_dev",
     "quality_dev_b",
     "quality_test",
@@ -21,6 +21,7 @@ const SUITES: [&str; 11] = [
     "opportunity",
     "alerts",
     "alert_probes",
+    "stage_probes",
 ];
 
 #[test]

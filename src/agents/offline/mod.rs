@@ -29,7 +29,7 @@ use crate::digest::hash_parts;
 use crate::sensitive::{Alert, LineError};
 
 /// Bumped whenever an analyser changes what it outputs for the same input, so stored results are redone.
-pub const VERSION: &str = "offline@4";
+pub const VERSION: &str = "offline@6";
 
 const SENTIMENT: &str = include_str!("../../../lexicons/sentiment.txt");
 const EMOTION_MODEL: &str = include_str!("../../../lexicons/emotion/model.tsv");

@@ -65,6 +65,50 @@ const SERVICE: &[&str] = &[
     "故障",
     "登不上",
     "没收到",
+    "发票",
+    "开票",
+    "专票",
+    "价保",
+    "改签",
+    "退卡",
+    "退课",
+    "退团",
+    "批改",
+    "核销",
+    "定损",
+    "赎回",
+    "复诊",
+    "集合",
+    "上牌",
+    "次品",
+    "不合格",
+    "补货",
+    "余额",
+    "改地址",
+    "违章",
+    "手续费",
+    "重复扣",
+    "质保",
+    "回单",
+    "对账",
+    "能退",
+    "退吗",
+    "退多少",
+    "什么时候到账",
+    "什么时候结",
+];
+
+/// Words that put a payment or an order in the past, before the talk: after-sales is about it.
+const PAST: &[&str] = &[
+    "上个月",
+    "上月",
+    "上周",
+    "去年",
+    "之前",
+    "当时",
+    "那天",
+    "上次",
+    "前阵子",
 ];
 
 /// A 战败 cue this strong ends a deal even in a talk with no buying cue before it ("这边就先不报了").
@@ -126,6 +170,7 @@ impl OpportunityCues {
                 continue;
             };
             let role = m.role();
+            let asked_price = signals.iter().any(|(s, _)| s.kind == "price_ask");
             let mut push = |kind: &str, cue: &str, w: f64| {
                 if role == Role::Customer || !customer_only(kind) {
                     signals.push((signal(kind, cue, m), w));
@@ -146,6 +191,22 @@ impl OpportunityCues {
                     "price"
                 };
                 push(kind, &price, 1.0);
+            } else if role == Role::Staff {
+                // Staff rarely write the currency: "一共860", "每斤360", "3650一吨", "一万二";
+                // after the customer asked what it costs, any amount in the answer is the price.
+                let bare = find_bare_price(text).or_else(|| {
+                    asked_price
+                        .then(|| amounts(text).first().map(|&(a, b)| text[a..b].to_string()))
+                        .flatten()
+                });
+                if let Some(price) = bare {
+                    push("quote", &price, 1.0);
+                }
+            }
+            if role == Role::Customer {
+                if let Some(offer) = find_counter_offer(text) {
+                    push("bargain", &offer, 1.0);
+                }
             }
             if let Some(q) = find_quantity(text) {
                 push("quantity", &q, 0.8);
@@ -175,7 +236,21 @@ impl OpportunityCues {
             )
         });
         if service && !buys {
-            signals.retain(|(s, _)| s.kind == "objection");
+            // A deal closed in the same talk still counts ("合同盖章了" before "发票开专票"); a
+            // payment told as past ("上个月就付了") is what the service is about.
+            let past: Vec<&str> = messages
+                .iter()
+                .filter(|m| {
+                    m.text
+                        .as_deref()
+                        .is_some_and(|t| PAST.iter().any(|w| t.contains(w)))
+                })
+                .map(|m| m.msgid.as_str())
+                .collect();
+            signals.retain(|(s, w)| {
+                s.kind == "objection"
+                    || (s.kind == "won" && *w >= 3.0 && !past.contains(&s.msgid.as_str()))
+            });
         }
         let (stage, moves) = if has_customer {
             stage_moves(&signals)
@@ -258,6 +333,153 @@ fn find_price(text: &str) -> Option<String> {
     find_number_with(text, &["元", "块", "万元", "万", "rmb", "RMB"], true)
 }
 
+/// Words just before a number that make it an amount of money: "一共860", "报价8500", "人均980",
+/// "费用是一万二", "现在是4980".
+const PRICE_BEFORE: &[&str] = &[
+    "价",
+    "共",
+    "费",
+    "人均",
+    "只要",
+    "仅需",
+    "才",
+    "现在是",
+    "算您",
+    "收您",
+    "优惠到",
+    "便宜到",
+    "降到",
+    "总额",
+    "合计",
+    "金额",
+    "首付",
+    "月供",
+    "尾款",
+];
+
+/// Units after a number that make it a count, a time, a size or a share, not a price.
+const NOT_MONEY_AFTER: &[&str] = &[
+    "次", "节", "天", "晚", "人", "个", "周", "月", "年", "号", "点", "分", "岁", "期", "斤", "吨",
+    "米", "颗", "把", "份", "盒", "套", "台", "日", "小时", "%", "折", "层", "楼", "公里", "km",
+    "张", "件", "箱", "位", "家", "款", "条", "页", "秒", "度", "辆", "车", "平", "届", "级", "班",
+    "课", "G", "g", "kg", "ml", "寸", "cm", "mm", "路", "单", "起", "以内", "以上", "以下", "多",
+    "左右",
+];
+
+/// What a number followed by one of these is a price of: "3650一吨", "1200一位", "6000一年".
+const PER_UNIT_AFTER: &[char] = &['一', '每', '/'];
+
+/// An amount of money written by staff without a currency: an [`amounts`] span that a price word
+/// stands before or that is priced per unit ("8500一车").
+fn find_bare_price(text: &str) -> Option<String> {
+    amounts(text).into_iter().find_map(|(start, end)| {
+        let before = &text[..start];
+        let after = &text[end..];
+        let window: String = {
+            let mut w: Vec<char> = before.chars().rev().take(4).collect();
+            w.reverse();
+            w.into_iter().collect()
+        };
+        let priced_before =
+            PRICE_BEFORE.iter().any(|w| window.contains(w)) || one_of_unit_before(before);
+        let per_unit = after
+            .chars()
+            .next()
+            .is_some_and(|a| PER_UNIT_AFTER.contains(&a));
+        (priced_before || per_unit).then(|| text[start..end].to_string())
+    })
+}
+
+/// Words that make a customer's number a counter-offer: "100斤能不能330", "860 800吧".
+const BARGAIN_WITH_NUMBER: &[&str] = &[
+    "能不能",
+    "能到",
+    "行不行",
+    "行吗",
+    "可以吗",
+    "吧",
+    "低于",
+    "最多",
+    "便宜",
+];
+
+/// A customer's counter-offer: a number that may be money and a word asking for it.
+fn find_counter_offer(text: &str) -> Option<String> {
+    if !BARGAIN_WITH_NUMBER.iter().any(|w| text.contains(w)) {
+        return None;
+    }
+    // Arabic numbers only: "便宜一百多" tells a difference, not an offer.
+    amounts(text)
+        .into_iter()
+        .find(|&(start, _)| text[start..].starts_with(|c: char| c.is_ascii_digit()))
+        .map(|(start, end)| text[start..end].to_string())
+}
+
+/// Spans of numbers that may be amounts of money: at least two digits (not a leading zero, at most
+/// six before the point), or a Chinese numeral with 百, 千 or 万 ("两千八", "十二万八"); not glued to
+/// a model name ("HRB400", "第3") and not followed by a unit of count, time or size.
+fn amounts(text: &str) -> Vec<(usize, usize)> {
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let mut spans = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let (start, c) = chars[i];
+        let arabic = c.is_ascii_digit();
+        if !arabic && !is_chinese_digit(c) {
+            i += 1;
+            continue;
+        }
+        let mut j = i + 1;
+        while j < chars.len() {
+            let d = chars[j].1;
+            let more = if arabic {
+                d.is_ascii_digit()
+                    || (d == '.' && chars.get(j + 1).is_some_and(|n| n.1.is_ascii_digit()))
+            } else {
+                // Two digits in a row end a Chinese numeral: "两千八一个" is 两千八, then 一个.
+                "十百千万".contains(d) || (is_chinese_digit(d) && !is_chinese_digit(chars[j - 1].1))
+            };
+            if !more {
+                break;
+            }
+            j += 1;
+        }
+        let end = chars.get(j).map_or(text.len(), |(e, _)| *e);
+        let number = &text[start..end];
+        i = j;
+        let big = if arabic {
+            let digits = number.split('.').next().unwrap_or("");
+            (2..=6).contains(&digits.len()) && !digits.starts_with('0')
+        } else {
+            number.chars().any(|d| "百千万".contains(d)) && number.chars().count() >= 2
+        };
+        let glued = text[..start]
+            .chars()
+            .next_back()
+            .is_some_and(|p| p.is_ascii_alphanumeric() || "φ第+:：-#x×".contains(p));
+        let after = &text[end..];
+        if big && !glued && !NOT_MONEY_AFTER.iter().any(|u| after.starts_with(u)) {
+            spans.push((start, end));
+        }
+    }
+    spans
+}
+
+/// "一位2280", "每斤360", "单盒129": one or each of a unit, just before the number.
+fn one_of_unit_before(before: &str) -> bool {
+    let mut back = before.chars().rev();
+    let (Some(unit), Some(one)) = (back.next(), back.next()) else {
+        return false;
+    };
+    "一每单".contains(one)
+        && ('\u{4e00}'..='\u{9fff}').contains(&unit)
+        && !"共次天周月年".contains(unit)
+}
+
+fn is_chinese_digit(c: char) -> bool {
+    "一二两三四五六七八九十".contains(c)
+}
+
 /// A number followed by a unit of quantity: "50个账号", "20套", "100人".
 fn find_quantity(text: &str) -> Option<String> {
     find_number_with(
@@ -282,6 +504,16 @@ fn find_quantity(text: &str) -> Option<String> {
             "账号",
             "席",
             "张",
+            "把",
+            "斤",
+            "吨",
+            "平",
+            "度",
+            "单",
+            "辆",
+            "间",
+            "盒",
+            "瓶",
         ],
         false,
     )
@@ -329,5 +561,43 @@ mod tests {
         assert_eq!(find_price("我们有50个人"), None);
         assert_eq!(find_quantity("我们要50个账号").as_deref(), Some("50个账号"));
         assert_eq!(find_quantity("2026年"), None);
+    }
+
+    #[test]
+    fn staff_prices_need_no_currency_but_a_price_word() {
+        assert_eq!(
+            find_bare_price("原价5400，早鸟价4980").as_deref(),
+            Some("5400")
+        );
+        assert_eq!(
+            find_bare_price("报价8500一车，时效3天").as_deref(),
+            Some("8500")
+        );
+        assert_eq!(
+            find_bare_price("今天的出厂价3650一吨").as_deref(),
+            Some("3650")
+        );
+        assert_eq!(find_bare_price("每斤360，50斤起").as_deref(), Some("360"));
+        assert_eq!(
+            find_bare_price("一位2280，两位4560").as_deref(),
+            Some("2280")
+        );
+        assert_eq!(
+            find_bare_price("方案费用一万二，分三次付").as_deref(),
+            Some("一万二")
+        );
+        assert_eq!(
+            find_bare_price("标准版一年两千八一个坐席").as_deref(),
+            Some("两千八")
+        );
+        assert_eq!(find_bare_price("早上6点半，人民广场地铁3号口"), None);
+        assert_eq!(find_bare_price("下周三下午3点可以吗"), None);
+        assert_eq!(find_bare_price("一共12次课，每周2次"), None);
+        assert_eq!(find_bare_price("型号HRB400"), None);
+        assert_eq!(find_bare_price("2026年的新款"), None);
+        assert_eq!(find_counter_offer("100斤能不能330").as_deref(), Some("330"));
+        assert_eq!(find_counter_offer("860 800吧").as_deref(), Some("860"));
+        assert_eq!(find_counter_offer("周六9点吧"), None);
+        assert_eq!(find_counter_offer("10号可以吗"), None);
     }
 }
