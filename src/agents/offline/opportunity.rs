@@ -565,39 +565,31 @@ mod tests {
 
     #[test]
     fn staff_prices_need_no_currency_but_a_price_word() {
-        assert_eq!(
-            find_bare_price("原价5400，早鸟价4980").as_deref(),
-            Some("5400")
-        );
-        assert_eq!(
-            find_bare_price("报价8500一车，时效3天").as_deref(),
-            Some("8500")
-        );
-        assert_eq!(
-            find_bare_price("今天的出厂价3650一吨").as_deref(),
-            Some("3650")
-        );
-        assert_eq!(find_bare_price("每斤360，50斤起").as_deref(), Some("360"));
-        assert_eq!(
-            find_bare_price("一位2280，两位4560").as_deref(),
-            Some("2280")
-        );
-        assert_eq!(
-            find_bare_price("方案费用一万二，分三次付").as_deref(),
-            Some("一万二")
-        );
-        assert_eq!(
-            find_bare_price("标准版一年两千八一个坐席").as_deref(),
-            Some("两千八")
-        );
-        assert_eq!(find_bare_price("早上6点半，人民广场地铁3号口"), None);
-        assert_eq!(find_bare_price("下周三下午3点可以吗"), None);
-        assert_eq!(find_bare_price("一共12次课，每周2次"), None);
-        assert_eq!(find_bare_price("型号HRB400"), None);
-        assert_eq!(find_bare_price("2026年的新款"), None);
-        assert_eq!(find_counter_offer("100斤能不能330").as_deref(), Some("330"));
-        assert_eq!(find_counter_offer("860 800吧").as_deref(), Some("860"));
-        assert_eq!(find_counter_offer("周六9点吧"), None);
-        assert_eq!(find_counter_offer("10号可以吗"), None);
+        let prices = [
+            ("原价5400，早鸟价4980", Some("5400")),
+            ("报价8500一车，时效3天", Some("8500")),
+            ("今天的出厂价3650一吨", Some("3650")),
+            ("每斤360，50斤起", Some("360")),
+            ("一位2280，两位4560", Some("2280")),
+            ("方案费用一万二，分三次付", Some("一万二")),
+            ("标准版一年两千八一个坐席", Some("两千八")),
+            ("早上6点半，人民广场地铁3号口", None),
+            ("下周三下午3点可以吗", None),
+            ("一共12次课，每周2次", None),
+            ("型号HRB400", None),
+            ("2026年的新款", None),
+        ];
+        for (text, want) in prices {
+            assert_eq!(find_bare_price(text).as_deref(), want, "{text}");
+        }
+        let offers = [
+            ("100斤能不能330", Some("330")),
+            ("860 800吧", Some("860")),
+            ("周六9点吧", None),
+            ("10号可以吗", None),
+        ];
+        for (text, want) in offers {
+            assert_eq!(find_counter_offer(text).as_deref(), want, "{text}");
+        }
     }
 }
