@@ -165,12 +165,13 @@ impl OpportunityCues {
 
     pub fn assess(&self, messages: &[Message]) -> Opportunity {
         let mut signals: Vec<(Signal, f64)> = Vec::new();
+        let mut asked_price = false;
         for m in messages {
             let Some(text) = m.text.as_deref() else {
                 continue;
             };
             let role = m.role();
-            let asked_price = signals.iter().any(|(s, _)| s.kind == "price_ask");
+            let before = signals.len();
             let mut push = |kind: &str, cue: &str, w: f64| {
                 if role == Role::Customer || !customer_only(kind) {
                     signals.push((signal(kind, cue, m), w));
@@ -194,13 +195,11 @@ impl OpportunityCues {
             } else if role == Role::Staff {
                 // Staff rarely write the currency: "一共860", "每斤360", "3650一吨", "一万二";
                 // after the customer asked what it costs, any amount in the answer is the price.
-                let bare = find_bare_price(text).or_else(|| {
-                    asked_price
-                        .then(|| amounts(text).first().map(|&(a, b)| text[a..b].to_string()))
-                        .flatten()
-                });
-                if let Some(price) = bare {
-                    push("quote", &price, 1.0);
+                let spans = amounts(text);
+                let bare = bare_price(text, &spans)
+                    .or_else(|| spans.first().filter(|_| asked_price).copied());
+                if let Some((start, end)) = bare {
+                    push("quote", &text[start..end], 1.0);
                 }
             }
             if role == Role::Customer {
@@ -211,6 +210,7 @@ impl OpportunityCues {
             if let Some(q) = find_quantity(text) {
                 push("quantity", &q, 0.8);
             }
+            asked_price |= signals[before..].iter().any(|(s, _)| s.kind == "price_ask");
         }
         let has_customer = messages.iter().any(|m| m.role() == Role::Customer);
         // A faint 战败 cue ("算了", "不用了") is a lost deal only where there was a deal: after a
@@ -369,24 +369,24 @@ const NOT_MONEY_AFTER: &[&str] = &[
 /// What a number followed by one of these is a price of: "3650一吨", "1200一位", "6000一年".
 const PER_UNIT_AFTER: &[char] = &['一', '每', '/'];
 
-/// An amount of money written by staff without a currency: an [`amounts`] span that a price word
-/// stands before or that is priced per unit ("8500一车").
-fn find_bare_price(text: &str) -> Option<String> {
-    amounts(text).into_iter().find_map(|(start, end)| {
+/// An amount of money written by staff without a currency: the first of the [`amounts`] spans that
+/// a price word stands before or that is priced per unit ("8500一车").
+fn bare_price(text: &str, spans: &[(usize, usize)]) -> Option<(usize, usize)> {
+    spans.iter().copied().find(|&(start, end)| {
         let before = &text[..start];
-        let after = &text[end..];
-        let window: String = {
-            let mut w: Vec<char> = before.chars().rev().take(4).collect();
-            w.reverse();
-            w.into_iter().collect()
-        };
+        // The last four characters before the number.
+        let window = before
+            .char_indices()
+            .rev()
+            .nth(3)
+            .map_or(before, |(i, _)| &before[i..]);
         let priced_before =
             PRICE_BEFORE.iter().any(|w| window.contains(w)) || one_of_unit_before(before);
-        let per_unit = after
+        let per_unit = text[end..]
             .chars()
             .next()
             .is_some_and(|a| PER_UNIT_AFTER.contains(&a));
-        (priced_before || per_unit).then(|| text[start..end].to_string())
+        priced_before || per_unit
     })
 }
 
@@ -580,7 +580,8 @@ mod tests {
             ("2026年的新款", None),
         ];
         for (text, want) in prices {
-            assert_eq!(find_bare_price(text).as_deref(), want, "{text}");
+            let got = bare_price(text, &amounts(text)).map(|(a, b)| &text[a..b]);
+            assert_eq!(got, want, "{text}");
         }
         let offers = [
             ("100斤能不能330", Some("330")),
