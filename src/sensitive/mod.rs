@@ -13,6 +13,7 @@ mod matcher;
 mod normalize;
 mod pii;
 pub mod qr;
+mod refusal;
 mod risk;
 
 pub use lexicon::{Entry, Lexicon, LineError, Severity};

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::behaviour::{self, Behaviours};
+use super::refusal;
 use super::{mask_pii, Engine, MatchKind, Severity};
 use crate::archive::{Event, Session};
 
@@ -139,6 +140,8 @@ pub fn scan_messages<'a>(
                     None => false,
                 },
             });
+            // An offer's words in a clause that refuses it are not an offer (`refusal`).
+            hits.retain(|h| h.kind != MatchKind::Lexicon || !refusal::taken_back(text, h));
             // Text reordered by a bidi override is scanned as it shows too; such hits point at the
             // message (offsets 0, 0), since they have no span in the stored order.
             if let Some(visual) = super::normalize::visual_order(text) {
