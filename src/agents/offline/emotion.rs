@@ -4,7 +4,7 @@
 //! side's score is the mean of its clearly polar messages' scores, later messages weighing more, so
 //! that neither a single "好的" nor a run of neutral questions turns a complaint.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::datafile::{error, records, weight};
 use super::emotion_model::EmotionModel;
@@ -30,6 +30,8 @@ const MESSAGE_THRESHOLD: f64 = 0.25;
 const RECENCY: f64 = 2.0;
 const MODEL_WEIGHT: f64 = 2.0;
 const LEXICON_WEIGHT: f64 = 0.5;
+/// The score of a message that raised an abuse or complaint alert, at most: clearly negative.
+const HOSTILE_SCORE: f64 = -0.6;
 /// A message the model reads as neutral counts for that much less: (1 − p_neutral)^gate.
 const NEUTRAL_GATE: f64 = 2.0;
 
@@ -114,15 +116,23 @@ impl SentimentLexicon {
     /// Emotion of the messages one side sent; `None` when that side said nothing with text. Each
     /// message is read by the lexicon and by the model; the side's score weighs later messages more,
     /// because how a customer feels at the end of a talk is what a manager asks about.
+    ///
+    /// `hostile`: messages that raised an abuse or complaint alert. Those are negative whatever the
+    /// model reads in them: "一群蠢货！我今天就打12315" has few words a review would use.
     pub fn side<'a>(
         &self,
         model: &EmotionModel,
         messages: impl Iterator<Item = &'a Message>,
+        hostile: &HashSet<&str>,
     ) -> Option<Emotion> {
         let scored: Vec<(f64, &str)> = messages
             .filter_map(|m| {
                 let text = m.text.as_deref()?;
-                Some((self.message_score(model, text), m.msgid.as_str()))
+                let mut score = self.message_score(model, text);
+                if hostile.contains(m.msgid.as_str()) {
+                    score = score.min(HOSTILE_SCORE);
+                }
+                Some((score, m.msgid.as_str()))
             })
             .collect();
         if scored.is_empty() {

@@ -15,6 +15,7 @@ mod staff_score;
 mod summary;
 pub mod text;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 pub use competitors::CompetitorList;
@@ -105,14 +106,24 @@ impl OfflineAnalysers {
 
     pub fn analyse(&self, session: &Session, alerts: &[Alert]) -> SessionResult {
         let msgs = &session.messages;
+        // A customer who abuses or threatens a complaint is upset; staff who abuse are hostile.
+        let hostile = |categories: &[&str]| -> HashSet<&str> {
+            alerts
+                .iter()
+                .filter(|a| categories.contains(&a.category.as_str()))
+                .map(|a| a.msgid.as_str())
+                .collect()
+        };
         let emotion = EmotionPair {
             customer: self.sentiment.side(
                 &self.emotion,
                 msgs.iter().filter(|m| m.role() == Role::Customer),
+                &hostile(&["辱骂", "客诉"]),
             ),
             staff: self.sentiment.side(
                 &self.emotion,
                 msgs.iter().filter(|m| m.role() == Role::Staff),
+                &hostile(&["辱骂"]),
             ),
         };
         let staff_score = staff_score::score(
