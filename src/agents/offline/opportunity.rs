@@ -465,15 +465,24 @@ fn amounts(text: &str) -> Vec<(usize, usize)> {
     spans
 }
 
-/// "一位2280", "每斤360", "单盒129": one or each of a unit, just before the number.
+/// "一位2280", "每斤360", "单盒129", "一次480", "一个人2980", "两位5960": one, each or a count of a
+/// unit just before the number (a count needs a measure word: "两位", not "两箱子").
 fn one_of_unit_before(before: &str) -> bool {
     let mut back = before.chars().rev();
-    let (Some(unit), Some(one)) = (back.next(), back.next()) else {
+    let (Some(unit), Some(mut one)) = (back.next(), back.next()) else {
         return false;
     };
-    "一每单".contains(one)
-        && ('\u{4e00}'..='\u{9fff}').contains(&unit)
-        && !"共次天周月年".contains(unit)
+    if !('\u{4e00}'..='\u{9fff}').contains(&unit) || "共".contains(unit) {
+        return false;
+    }
+    // "一个人", "每个月": the measure word between.
+    if one == '个' {
+        match back.next() {
+            Some(c) => one = c,
+            None => return false,
+        }
+    }
+    "一每单".contains(one) || (is_chinese_digit(one) && "位人次套台份".contains(unit))
 }
 
 fn is_chinese_digit(c: char) -> bool {
@@ -573,6 +582,11 @@ mod tests {
             ("一位2280，两位4560", Some("2280")),
             ("方案费用一万二，分三次付", Some("一万二")),
             ("标准版一年两千八一个坐席", Some("两千八")),
+            ("老师加场地一次1200，按月结", Some("1200")),
+            ("一个人2980，两位5960", Some("2980")),
+            ("按您说的套餐，两位5960", Some("5960")),
+            ("两箱100", None),
+            ("一月15号发货", None),
             ("早上6点半，人民广场地铁3号口", None),
             ("下周三下午3点可以吗", None),
             ("一共12次课，每周2次", None),
