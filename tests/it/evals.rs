@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::helpers::*;
 use crate::mock_llm::{Behaviour, Mock};
 
-const SUITES: [&str; 12] = [
+const SUITES: [&str; 13] = [
     "quality_dev",
     "quality_dev_b",
     "quality_test",
@@ -22,6 +22,7 @@ const SUITES: [&str; 12] = [
     "alerts",
     "alert_probes",
     "stage_probes",
+    "alert_chats",
 ];
 
 #[test]

@@ -117,8 +117,8 @@ impl SentimentLexicon {
     /// message is read by the lexicon and by the model; the side's score weighs later messages more,
     /// because how a customer feels at the end of a talk is what a manager asks about.
     ///
-    /// `hostile`: messages that raised an abuse or complaint alert. Those are negative whatever the
-    /// model reads in them: "一群蠢货！我今天就打12315" has few words a review would use.
+    /// `hostile`: messages that raised a high-severity abuse or complaint alert. Those are negative
+    /// whatever the model reads in them: "一群蠢货！我今天就打12315" has few words a review would use.
     pub fn side<'a>(
         &self,
         model: &EmotionModel,

@@ -27,10 +27,10 @@ pub use opportunity::OpportunityCues;
 use crate::agents::{EmotionPair, SessionResult};
 use crate::archive::{Role, Session};
 use crate::digest::hash_parts;
-use crate::sensitive::{Alert, LineError};
+use crate::sensitive::{Alert, LineError, Severity};
 
 /// Bumped whenever an analyser changes what it outputs for the same input, so stored results are redone.
-pub const VERSION: &str = "offline@6";
+pub const VERSION: &str = "offline@7";
 
 const SENTIMENT: &str = include_str!("../../../lexicons/sentiment.txt");
 const EMOTION_MODEL: &str = include_str!("../../../lexicons/emotion/model.tsv");
@@ -106,11 +106,14 @@ impl OfflineAnalysers {
 
     pub fn analyse(&self, session: &Session, alerts: &[Alert]) -> SessionResult {
         let msgs = &session.messages;
-        // A customer who abuses or threatens a complaint is upset; staff who abuse are hostile.
+        // A customer who abuses or threatens a complaint is upset; staff who abuse are hostile. Only
+        // high-severity words say so whatever the context: "垃圾" or "投诉" alone are often not.
         let hostile = |categories: &[&str]| -> HashSet<&str> {
             alerts
                 .iter()
-                .filter(|a| categories.contains(&a.category.as_str()))
+                .filter(|a| {
+                    a.severity == Severity::High && categories.contains(&a.category.as_str())
+                })
                 .map(|a| a.msgid.as_str())
                 .collect()
         };
