@@ -206,6 +206,11 @@ impl OpportunityCues {
                 if let Some(offer) = find_counter_offer(text) {
                     push("bargain", &offer, 1.0);
                 }
+                // After the cues of the same message: "新车也在他们那边提了" ends the deal even
+                // though "提了" alone would be 成交.
+                if let Some(cue) = bought_elsewhere(text) {
+                    push("lost", cue, STRONG_LOST);
+                }
             }
             if let Some(q) = find_quantity(text) {
                 push("quantity", &q, 0.8);
@@ -390,6 +395,62 @@ fn bare_price(text: &str, spans: &[(usize, usize)]) -> Option<(usize, usize)> {
     })
 }
 
+/// Where else a customer can have bought it: another shop, a friend, themselves.
+const ELSEWHERE: &[&str] = &[
+    "别家",
+    "那边",
+    "他们那",
+    "其他家",
+    "另一家",
+    "另外一家",
+    "隔壁",
+    "公立",
+    "银行",
+    "网上",
+    "朋友",
+    "同学",
+    "自己找",
+    "自己搭",
+    "自己弄",
+    "婆婆",
+    "家里人",
+];
+/// Having bought, booked, signed or chosen: the verb, then 了 within a few characters.
+const GOT: &[char] = &[
+    '买', '订', '定', '做', '办', '提', '装', '签', '报', '选', '找', '搬',
+];
+
+/// A customer telling they got it elsewhere: "种牙我还是去公立医院做了", "重疾险我在银行那边买了",
+/// "喜糖我婆婆已经买好了". Not when they point at the company ("在你们那边买了").
+fn bought_elsewhere(text: &str) -> Option<&'static str> {
+    if YOURS.iter().any(|w| text.contains(w)) {
+        return None;
+    }
+    let place = ELSEWHERE.iter().find(|w| text.contains(*w))?;
+    let chars: Vec<char> = text.chars().collect();
+    // "再少点我就定了" is a promise, not a purchase.
+    let got = chars.iter().enumerate().any(|(i, c)| {
+        GOT.contains(c)
+            && chars[i + 1..].iter().take(3).any(|&n| n == '了')
+            && !(i > 0 && chars[i - 1] == '就')
+    });
+    got.then_some(place)
+}
+
+/// A customer naming the company as the place: "在你们那边买了" is 成交 ("谢谢你们" is not a place).
+const YOURS: &[&str] = &[
+    "在你们",
+    "你们那",
+    "你们这",
+    "你们家",
+    "你家",
+    "找你们",
+    "跟你们",
+    "贵司",
+    "贵公司",
+    "您这",
+];
+
 /// Words that make a customer's number a counter-offer: "100斤能不能330", "860 800吧".
 const BARGAIN_WITH_NUMBER: &[&str] = &[
     "能不能",
@@ -570,6 +631,24 @@ mod tests {
         assert_eq!(find_price("我们有50个人"), None);
         assert_eq!(find_quantity("我们要50个账号").as_deref(), Some("50个账号"));
         assert_eq!(find_quantity("2026年"), None);
+    }
+
+    #[test]
+    fn buying_elsewhere_is_told_by_a_place_and_a_verb_done() {
+        let cases = [
+            ("种牙我还是去公立医院做了 谢谢你们哈", Some("公立")),
+            ("重疾险我在银行那边买了", Some("那边")),
+            ("喜糖我婆婆已经买好了😂 不用了", Some("婆婆")),
+            ("旧车卖给二手车商了 新车也在他们那边提了", Some("那边")),
+            ("在你们那边买了两台", None),
+            ("朋友推荐的 说你家的茶不错", None),
+            ("我朋友也想买", None),
+            ("那边怎么样", None),
+            ("隔壁琴行才3800，再少点我就定了", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(bought_elsewhere(text), want, "{text}");
+        }
     }
 
     #[test]
