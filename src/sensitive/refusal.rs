@@ -68,7 +68,7 @@ fn refuses(s: &str) -> bool {
             let Some(after_not) = w.strip_prefix('不').and_then(|r| r.chars().next()) else {
                 return true;
             };
-            s[..i].chars().next_back() != Some(after_not)
+            !s[..i].ends_with(after_not)
         })
     })
 }
