@@ -10,7 +10,7 @@
 use super::Match;
 
 /// The lexicon categories whose words name something offered or asked for.
-pub const OFFER_CATEGORIES: &[&str] = &["违规", "引流"];
+const OFFER_CATEGORIES: &[&str] = &["违规", "引流"];
 
 /// Words that refuse or warn against what the clause names.
 const REFUSALS: &[&str] = &[

@@ -405,15 +405,15 @@ const ELSEWHERE: &[&str] = &[
     "另外一家",
     "隔壁",
     "公立",
-    "银行",
+    "在银行",
+    "银行那",
     "网上",
-    "朋友",
-    "同学",
+    "朋友那",
+    "朋友家",
+    "同学那",
     "自己找",
     "自己搭",
     "自己弄",
-    "婆婆",
-    "家里人",
 ];
 /// Having bought, booked, signed or chosen: the verb, then 了 within a few characters.
 const GOT: &[char] = &[
@@ -421,7 +421,8 @@ const GOT: &[char] = &[
 ];
 
 /// A customer telling they got it elsewhere: "种牙我还是去公立医院做了", "重疾险我在银行那边买了",
-/// "喜糖我婆婆已经买好了". Not when they point at the company ("在你们那边买了").
+/// "旧车卖给二手车商了 新车也在他们那边提了". Not when they point at the company ("在你们那边买
+/// 了", "我朋友买了你们的课").
 fn bought_elsewhere(text: &str) -> Option<&'static str> {
     if YOURS.iter().any(|w| text.contains(w)) {
         return None;
@@ -440,6 +441,7 @@ fn bought_elsewhere(text: &str) -> Option<&'static str> {
 /// A customer naming the company as the place: "在你们那边买了" is 成交 ("谢谢你们" is not a place).
 const YOURS: &[&str] = &[
     "在你们",
+    "你们的",
     "你们那",
     "你们这",
     "你们家",
@@ -638,9 +640,12 @@ mod tests {
         let cases = [
             ("种牙我还是去公立医院做了 谢谢你们哈", Some("公立")),
             ("重疾险我在银行那边买了", Some("那边")),
-            ("喜糖我婆婆已经买好了😂 不用了", Some("婆婆")),
+            ("重疾险在银行买了", Some("在银行")),
             ("旧车卖给二手车商了 新车也在他们那边提了", Some("那边")),
             ("在你们那边买了两台", None),
+            ("我朋友买了你们的课，推荐我来的", None),
+            ("银行卡已经办好了", None),
+            ("我和朋友商量定了，就报这个班", None),
             ("朋友推荐的 说你家的茶不错", None),
             ("我朋友也想买", None),
             ("那边怎么样", None),
