@@ -928,7 +928,7 @@ def analyze_table(title, rows, archives):
         meta = archives[r["archive"]]
         base = next((b for b in rows if b["binary"] == "baseline" and b["archive"] == r["archive"]), None)
         ratio = (r["sessions_per_s"] / base["sessions_per_s"]
-                 if base and "sessions_per_s" in r and "sessions_per_s" in base else None)
+                 if base and r.get("sessions_per_s") and base.get("sessions_per_s") else None)
         notes = [] if r["status"] == "ok" else [r["status"]]
         if r.get("rerun_status") not in (None, "ok"):
             notes.append("re-run " + r["rerun_status"])
@@ -975,7 +975,19 @@ def queue_table(title, rows, archives):
 # ---------------------------------------------------------------------------------------------------
 
 def ints(s):
-    return [int(x.replace("_", "")) for x in s.split(",") if x.strip()]
+    """Positive sizes from "10000,100_000"; anything else stops the run naming the value."""
+    out = []
+    for x in s.split(","):
+        if not x.strip():
+            continue
+        try:
+            n = int(x.strip().replace("_", ""))
+        except ValueError:
+            n = 0
+        if n <= 0:
+            sys.exit(f"size {x.strip()!r}: expected a positive whole number ('' for none)")
+        out.append(n)
+    return out
 
 
 def main():
