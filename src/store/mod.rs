@@ -147,8 +147,10 @@ impl Store {
                         sqlx::query("PRAGMA synchronous = NORMAL")
                             .execute(&mut *conn)
                             .await?;
-                        // 64 MiB of page cache instead of 2: a batch re-reads the indexes it just wrote.
-                        sqlx::query("PRAGMA cache_size = -65536")
+                        // 32 MiB of page cache instead of 2: a batch re-reads the indexes it just
+                        // wrote. 64 MiB kept a million-message run above 300 MB peak RSS for at
+                        // most 4% more speed (32 MiB ran at 0.96-1.01x of it, side by side).
+                        sqlx::query("PRAGMA cache_size = -32768")
                             .execute(&mut *conn)
                             .await?;
                         // A multi-row insert keeps a statement journal: in memory, not in a temporary
